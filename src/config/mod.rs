@@ -1,0 +1,230 @@
+//! The daemon's TOML configuration: parsed strictly (unknown keys are errors), validated once at
+//! start-up, and documented by `strata config default`, which prints `default.toml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The commented default configuration, as printed by `strata config default`.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub log: LogConfig,
+    pub images: ImagesConfig,
+    pub registry: RegistryConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    pub pinned: Vec<String>,
+    pub max_concurrent_downloads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    pub credentials_file: PathBuf,
+    pub insecure_hosts: Vec<String>,
+    pub hosts: BTreeMap<String, HostConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Endpoints (`scheme://host[:port]`) tried in order before the host itself.
+    pub mirrors: Vec<String>,
+    /// When set, the only endpoint used for this host (no fallback).
+    pub endpoint: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("/var/lib/strata"),
+            state: PathBuf::from("/run/strata"),
+            socket: PathBuf::from("/run/strata/strata.sock"),
+            log: LogConfig::default(),
+            images: ImagesConfig::default(),
+            registry: RegistryConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            pinned: Vec::new(),
+            max_concurrent_downloads: 3,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file; `None` means the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.to_owned(),
+            message: message.to_owned(),
+        };
+        for (key, path) in [
+            ("root", &self.root),
+            ("state", &self.state),
+            ("socket", &self.socket),
+        ] {
+            if !path.is_absolute() {
+                return Err(invalid(key, "must be an absolute path"));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                "expected error, warn, info, debug, trace or a tracing filter",
+            ));
+        }
+        if self.images.max_concurrent_downloads == 0 {
+            return Err(invalid(
+                "images.max_concurrent_downloads",
+                "must be at least 1",
+            ));
+        }
+        for (host, cfg) in &self.registry.hosts {
+            let key = |field: &str| format!("registry.hosts.\"{host}\".{field}");
+            for url in cfg.mirrors.iter().chain(cfg.endpoint.iter()) {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::Invalid {
+                        key: key(if cfg.mirrors.contains(url) {
+                            "mirrors"
+                        } else {
+                            "endpoint"
+                        }),
+                        message: format!("`{url}` must start with http:// or https://"),
+                    });
+                }
+            }
+            if cfg.endpoint.is_some() && !cfg.mirrors.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: key("endpoint"),
+                    message: "set either endpoint (no fallback) or mirrors, not both".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.state.join("strata.lock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_default_parses_to_the_built_in_default() {
+        assert_eq!(Config::parse(DEFAULT_TOML).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[images]\nmax_downloads = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_downloads"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = Config::parse("[images]\nmax_concurrent_downloads = 0\n").unwrap_err();
+        assert!(
+            err.to_string().contains("images.max_concurrent_downloads"),
+            "{err}"
+        );
+        let err = Config::parse("[log]\nformat = \"xml\"\n").unwrap_err();
+        assert!(err.to_string().contains("format"), "{err}");
+        let err = Config::parse("root = \"relative\"\n").unwrap_err();
+        assert!(err.to_string().contains("`root`"), "{err}");
+    }
+
+    #[test]
+    fn redirect_and_mirrors_parse() {
+        let cfg = Config::parse(
+            "[registry.hosts.\"docker.io\"]\nmirrors = [\"http://127.0.0.1:5001\"]\n\
+             [registry.hosts.\"registry.k8s.io\"]\nendpoint = \"http://127.0.0.1:5000\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.registry.hosts["docker.io"].mirrors.len(), 1);
+        let err = Config::parse("[registry.hosts.\"x\"]\nendpoint = \"ftp://a\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("registry.hosts.\"x\".endpoint"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! strata: a Kubernetes CRI runtime. The `strata` binary is a thin CLI over this library.
+//!
+//! Module map (one concern a module):
+//! - [`config`]: the TOML configuration.
+//! - [`cri`]: the CRI v1 API generated from `proto/`.
+//! - [`server`]: the daemon: socket, lock, signals, the tower layer every RPC passes through, and
+//!   the one place where domain errors become gRPC statuses.
+//! - [`store`]: the embedded transactional metadata store.
+//! - [`image`]: references, the registry client, layer unpacking, the layer cache and pulls.
+//! - [`image_service`] / [`runtime_service`]: the CRI services, one file per verb.
+
+pub mod config;
+pub mod cri;
+pub mod error;
+pub mod image;
+pub mod image_service;
+pub mod runtime_service;
+pub mod server;
+pub mod store;
+
+/// The name and version reported by `Version` and `strata version`.
+pub const RUNTIME_NAME: &str = "strata";
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The CRI API version this runtime serves.
+pub const CRI_API_VERSION: &str = "v1";

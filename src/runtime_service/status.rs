@@ -1,0 +1,64 @@
+//! `Status`: the RuntimeReady and NetworkReady conditions kubelet gates pods on, the runtime
+//! handlers with the features they really support, and (verbose) diagnostics.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use tonic::Status;
+
+use crate::cri::v1 as cri;
+use crate::server::Context;
+
+pub const RUNTIME_READY: &str = "RuntimeReady";
+pub const NETWORK_READY: &str = "NetworkReady";
+
+pub fn status(ctx: &Context, req: cri::StatusRequest) -> Result<cri::StatusResponse, Status> {
+    let conditions = vec![
+        cri::RuntimeCondition {
+            r#type: RUNTIME_READY.into(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        },
+        // Pod networking (CNI) is not part of this runtime yet: say so instead of pretending.
+        cri::RuntimeCondition {
+            r#type: NETWORK_READY.into(),
+            status: false,
+            reason: "NetworkPluginNotReady".into(),
+            message: "pod networking (CNI) is not implemented by this strata version".into(),
+        },
+    ];
+    let mut info = HashMap::new();
+    if req.verbose {
+        let counters = ctx.images.counters();
+        let doc = serde_json::json!({
+            "config": {
+                "root": ctx.config.root,
+                "state": ctx.config.state,
+                "socket": ctx.config.socket,
+            },
+            "pulls": {
+                "layersFetched": counters.layers_fetched.load(Ordering::Relaxed),
+                "bytesFetched": counters.bytes_fetched.load(Ordering::Relaxed),
+            },
+            "rpcDurations": ctx.metrics.snapshot(),
+        });
+        info.insert("info".to_owned(), doc.to_string());
+    }
+    Ok(cri::StatusResponse {
+        status: Some(cri::RuntimeStatus { conditions }),
+        info,
+        // Containers are not run yet, so no handler claims user namespaces or recursive
+        // read-only mounts.
+        runtime_handlers: vec![cri::RuntimeHandler {
+            name: String::new(),
+            features: Some(cri::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: false,
+                user_namespaces: false,
+            }),
+        }],
+        features: Some(cri::RuntimeFeatures {
+            supplemental_groups_policy: false,
+        }),
+    })
+}

@@ -7,15 +7,27 @@
 //!   the one place where domain errors become gRPC statuses.
 //! - [`store`]: the embedded transactional metadata store.
 //! - [`image`]: references, the registry client, layer unpacking, the layer cache and pulls.
+//! - [`launcher`]: the runc-style container launcher (clone, mounts, pivot_root, user, caps,
+//!   seccomp) and the `strata exec` helper.
 //! - [`image_service`] / [`runtime_service`]: the CRI services, one file per verb.
+//! - [`spec`]: CRI container config -> OCI runtime spec.
+//! - [`cgroups`]: cgroupfs management (v1, hybrid, v2).
+//! - [`monitor`]: the per-container monitor process (`strata monitor`) and its daemon-side client.
+//! - [`podinit`]: the process holding a pod's namespaces (`strata pod-init`).
 
+pub mod cgroups;
 pub mod config;
 pub mod cri;
 pub mod error;
 pub mod image;
 pub mod image_service;
+pub mod launcher;
+pub mod monitor;
+pub mod podinit;
+pub mod runtime;
 pub mod runtime_service;
 pub mod server;
+pub mod spec;
 pub mod store;
 
 /// The name and version reported by `Version` and `strata version`.

@@ -31,6 +31,22 @@ pub struct Config {
     pub log: LogConfig,
     pub images: ImagesConfig,
     pub registry: RegistryConfig,
+    pub runtime: RuntimeConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// cgroupfs parent of pods whose `cgroup_parent` is empty (kubelet always sets one).
+    pub cgroup_parent: String,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cgroup_parent: "/strata".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -80,6 +96,7 @@ impl Default for Config {
             log: LogConfig::default(),
             images: ImagesConfig::default(),
             registry: RegistryConfig::default(),
+            runtime: RuntimeConfig::default(),
         }
     }
 }
@@ -148,6 +165,12 @@ impl Config {
             return Err(invalid(
                 "log.level",
                 "expected error, warn, info, debug, trace or a tracing filter",
+            ));
+        }
+        if !self.runtime.cgroup_parent.starts_with('/') || self.runtime.cgroup_parent.contains("..") {
+            return Err(invalid(
+                "runtime.cgroup_parent",
+                "must be an absolute cgroup path without `..`",
             ));
         }
         if self.images.max_concurrent_downloads == 0 {

@@ -306,22 +306,29 @@ fn unpack_verified(
         })?;
         Ok((stats, actual_diff_id))
     })();
-    // Whatever the unpacker made of the bytes, a short or corrupt blob is the root cause.
-    let got = compressed.bytes_read();
-    let drained = compressed.finish();
-    if got < blob.size && (outcome.is_err() || drained.is_err()) {
-        if let Err(e) = &drained {
-            return Err(PullError::Download {
-                digest: digest.clone(),
-                source: std::io::Error::new(e.kind(), e.to_string()),
-            });
-        }
-    }
-    let (stats, actual_diff_id) = outcome?;
-    let (actual, size) = drained.map_err(|source| PullError::Download {
+    // Whatever the unpacker made of the bytes, a short or corrupt blob is the root cause: check
+    // the blob first, also when the unpacker failed on what it was fed.
+    let drained = compressed.finish().map_err(|source| PullError::Download {
         digest: digest.clone(),
         source,
-    })?;
+    });
+    drained.and_then(|(actual, size)| check_blob(blob, actual, size))?;
+    let (stats, actual_diff_id) = outcome?;
+    if &actual_diff_id != diff_id {
+        return Err(PullError::Verify {
+            digest: digest.clone(),
+            source: DigestError::Mismatch {
+                expected: diff_id.clone(),
+                actual: actual_diff_id,
+            },
+        });
+    }
+    Ok(stats)
+}
+
+/// Checks a whole blob's size and digest against its descriptor.
+fn check_blob(blob: &BlobDescriptor, actual: Digest, size: u64) -> Result<(), PullError> {
+    let digest = &blob.digest;
     if size < blob.size {
         return Err(PullError::Truncated {
             digest: digest.clone(),
@@ -348,22 +355,15 @@ fn unpack_verified(
             },
         });
     }
-    if &actual_diff_id != diff_id {
-        return Err(PullError::Verify {
-            digest: digest.clone(),
-            source: DigestError::Mismatch {
-                expected: diff_id.clone(),
-                actual: actual_diff_id,
-            },
-        });
-    }
-    Ok(stats)
+    Ok(())
 }
 
-/// A blocking `Read` over chunks sent by an async task.
+/// A blocking `Read` over chunks sent by an async task. An error is sticky: every later read
+/// returns it again, so a reader that drains the rest after a failure sees it too.
 struct ChannelReader {
     rx: mpsc::Receiver<std::io::Result<Bytes>>,
     current: Bytes,
+    failed: Option<(std::io::ErrorKind, String)>,
 }
 
 impl ChannelReader {
@@ -371,6 +371,7 @@ impl ChannelReader {
         Self {
             rx,
             current: Bytes::new(),
+            failed: None,
         }
     }
 }
@@ -378,9 +379,16 @@ impl ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
+            if let Some((kind, message)) = &self.failed {
+                return Err(std::io::Error::new(*kind, message.clone()));
+            }
             match self.rx.blocking_recv() {
                 None => return Ok(0),
-                Some(chunk) => self.current = chunk?,
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => {
+                    self.failed = Some((e.kind(), e.to_string()));
+                    return Err(e);
+                }
             }
         }
         let n = buf.len().min(self.current.len());
@@ -405,5 +413,8 @@ mod tests {
         r.read_exact(&mut out).unwrap();
         assert_eq!(&out, b"hello");
         assert!(r.read(&mut out).is_err());
+        // The error is sticky: it is not mistaken for the end of the stream.
+        let again = r.read(&mut out).unwrap_err();
+        assert_eq!(again.to_string(), "boom");
     }
 }

@@ -2,6 +2,8 @@
 //! UNIMPLEMENTED through tonic's generated default stubs: an honest answer kubelet and crictl
 //! understand, never a fake success.
 
+mod containers;
+mod pods;
 mod runtime_config;
 mod status;
 mod version;
@@ -47,5 +49,100 @@ impl RuntimeService for RuntimeServiceImpl {
         Ok(Response::new(runtime_config::runtime_config(
             request.into_inner(),
         )))
+    }
+
+        async fn run_pod_sandbox(
+        &self,
+        request: Request<cri::RunPodSandboxRequest>,
+    ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
+        pods::run_pod_sandbox(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+        async fn stop_pod_sandbox(
+        &self,
+        request: Request<cri::StopPodSandboxRequest>,
+    ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
+        pods::stop_pod_sandbox(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+        async fn remove_pod_sandbox(
+        &self,
+        request: Request<cri::RemovePodSandboxRequest>,
+    ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
+        pods::remove_pod_sandbox(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+        async fn pod_sandbox_status(
+        &self,
+        request: Request<cri::PodSandboxStatusRequest>,
+    ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
+        pods::pod_sandbox_status(&self.ctx, request.into_inner())
+            .map(Response::new)
+    }
+
+        async fn list_pod_sandbox(
+        &self,
+        request: Request<cri::ListPodSandboxRequest>,
+    ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
+        pods::list_pod_sandbox(&self.ctx, request.into_inner())
+            .map(Response::new)
+    }
+
+        async fn create_container(
+        &self,
+        request: Request<cri::CreateContainerRequest>,
+    ) -> Result<Response<cri::CreateContainerResponse>, Status> {
+        containers::create_container(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+        async fn start_container(
+        &self,
+        request: Request<cri::StartContainerRequest>,
+    ) -> Result<Response<cri::StartContainerResponse>, Status> {
+        containers::start_container(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+        async fn stop_container(
+        &self,
+        request: Request<cri::StopContainerRequest>,
+    ) -> Result<Response<cri::StopContainerResponse>, Status> {
+        containers::stop_container(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+        async fn remove_container(
+        &self,
+        request: Request<cri::RemoveContainerRequest>,
+    ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
+        containers::remove_container(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+        async fn container_status(
+        &self,
+        request: Request<cri::ContainerStatusRequest>,
+    ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
+        containers::container_status(&self.ctx, request.into_inner())
+            .map(Response::new)
+    }
+
+        async fn list_containers(
+        &self,
+        request: Request<cri::ListContainersRequest>,
+    ) -> Result<Response<cri::ListContainersResponse>, Status> {
+        containers::list_containers(&self.ctx, request.into_inner())
+            .map(Response::new)
     }
 }

@@ -43,6 +43,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Images(#[from] CatalogError),
+        #[error(transparent)]
+    Recover(#[from] crate::runtime::RecoverError),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("serving gRPC: {0}")]
@@ -62,7 +64,8 @@ impl Classify for ServerError {
 pub struct Context {
     pub config: Config,
     pub store: Arc<Store>,
-    pub images: Images,
+    pub images: Arc<Images>,
+        pub runtime: Arc<crate::runtime::Runtime>,
     pub metrics: Arc<metrics::RpcMetrics>,
 }
 
@@ -77,12 +80,21 @@ impl Context {
             })?;
         }
         let store = Arc::new(Store::open(&config.root.join("meta.db"))?);
-        let images = Images::new(&config, store.clone())?;
+        let images = Arc::new(Images::new(&config, store.clone())?);
         images.recover()?;
+                let runtime = Arc::new(
+            crate::runtime::Runtime::new(&config, store.clone(), images.clone()).map_err(|source| {
+                ServerError::Dir {
+                    path: PathBuf::from("/proc/self/exe"),
+                    source,
+                }
+            })?,
+        );
         Ok(Self {
             config,
             store,
             images,
+                        runtime,
             metrics: Arc::default(),
         })
     }
@@ -97,6 +109,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     let _lock = lock::DaemonLock::acquire(&config.lock_file())?;
     let socket_path = config.socket.clone();
     let ctx = Arc::new(Context::open(config)?);
+        ctx.runtime.recover().await?;
     let listener = socket::bind(&socket_path)?;
     let shutdown = shutdown_signal()?;
     tracing::info!(socket = %socket_path.display(), version = crate::RUNTIME_VERSION, "strata serving CRI");

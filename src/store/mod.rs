@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-pub use records::{ImageRecord, LayerRecord};
+pub use records::{ContainerRecord, ContainerState, ExitInfo, ImageRecord, LayerRecord, PodRecord, PodState};
 
 use crate::error::{Classify, ErrorKind};
 
@@ -25,6 +25,10 @@ const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const NAMES: TableDefinition<&str, &str> = TableDefinition::new("names");
 /// Layer chain id -> JSON [`LayerRecord`].
 const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("layers");
+/// Pod sandbox id -> JSON [`PodRecord`].
+const PODS: TableDefinition<&str, &[u8]> = TableDefinition::new("pods");
+/// Container id -> JSON [`ContainerRecord`].
+const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
 
 const KEY_SCHEMA: &str = "schema_version";
 const KEY_NEXT_LAYER_DIR: &str = "next_layer_dir";
@@ -108,6 +112,8 @@ impl Store {
             txn.open_table(IMAGES)?;
             txn.open_table(NAMES)?;
             txn.open_table(LAYERS)?;
+            txn.open_table(PODS)?;
+            txn.open_table(CONTAINERS)?;
         }
         txn.commit()?;
         Ok(store)
@@ -192,6 +198,38 @@ macro_rules! getters {
             }
             Ok(out)
         }
+
+        pub fn pod(&self, id: &str) -> Result<Option<PodRecord>> {
+            let t = self.txn.open_table(PODS)?;
+            let v = t.get(id)?;
+            v.map(|v| decode(id, v.value())).transpose()
+        }
+
+        pub fn pods(&self) -> Result<Vec<PodRecord>> {
+            let t = self.txn.open_table(PODS)?;
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                out.push(decode(k.value(), v.value())?);
+            }
+            Ok(out)
+        }
+
+        pub fn container(&self, id: &str) -> Result<Option<ContainerRecord>> {
+            let t = self.txn.open_table(CONTAINERS)?;
+            let v = t.get(id)?;
+            v.map(|v| decode(id, v.value())).transpose()
+        }
+
+        pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
+            let t = self.txn.open_table(CONTAINERS)?;
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                out.push(decode(k.value(), v.value())?);
+            }
+            Ok(out)
+        }
     };
 }
 
@@ -246,6 +284,30 @@ impl WriteTxn<'_> {
 
     pub fn delete_layer(&mut self, chain_id: &str) -> Result<()> {
         self.txn.open_table(LAYERS)?.remove(chain_id)?;
+        Ok(())
+    }
+
+    pub fn put_pod(&mut self, pod: &PodRecord) -> Result<()> {
+        let bytes = encode(&pod.id, pod)?;
+        self.txn.open_table(PODS)?.insert(pod.id.as_str(), bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn delete_pod(&mut self, id: &str) -> Result<()> {
+        self.txn.open_table(PODS)?.remove(id)?;
+        Ok(())
+    }
+
+    pub fn put_container(&mut self, container: &ContainerRecord) -> Result<()> {
+        let bytes = encode(&container.id, container)?;
+        self.txn
+            .open_table(CONTAINERS)?
+            .insert(container.id.as_str(), bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn delete_container(&mut self, id: &str) -> Result<()> {
+        self.txn.open_table(CONTAINERS)?.remove(id)?;
         Ok(())
     }
 

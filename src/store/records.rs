@@ -36,3 +36,95 @@ pub struct LayerRecord {
     /// Filesystem entries in the unpacked layer.
     pub entries: u64,
 }
+
+/// Protobuf bytes of a CRI message, stored as base64 inside the JSON record: the CRI config is
+/// kept exactly as kubelet sent it, so status calls can echo labels, annotations and metadata.
+pub mod pb_base64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodState {
+    Ready,
+    NotReady,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub id: String,
+    /// `PodSandboxConfig` as kubelet sent it (protobuf).
+    #[serde(with = "pb_base64")]
+    pub config: Vec<u8>,
+    pub state: PodState,
+    pub created_at: i64,
+    #[serde(default)]
+    pub runtime_handler: String,
+    /// The pod-init process holding the pod's namespaces (0 when none runs).
+    #[serde(default)]
+    pub init_pid: i32,
+    /// Its start time (clock ticks since boot), so a recycled pid is never mistaken for it.
+    #[serde(default)]
+    pub init_start_time: u64,
+    /// Pinned network namespace path (empty for host networking).
+    #[serde(default)]
+    pub netns_path: String,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// cgroup parent of the pod's containers (cgroupfs path).
+    #[serde(default)]
+    pub cgroup_parent: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    pub exit_code: i32,
+    pub finished_at: i64,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub pod_id: String,
+    /// `ContainerConfig` as kubelet sent it (protobuf).
+    #[serde(with = "pb_base64")]
+    pub config: Vec<u8>,
+    /// The image id (config digest) the container was created from.
+    pub image_id: String,
+    /// The image as the request named it.
+    pub image_ref: String,
+    /// Chain ids of the image layers the rootfs uses: they are never deleted while it exists.
+    pub layers: Vec<Digest>,
+    pub state: ContainerState,
+    pub created_at: i64,
+    #[serde(default)]
+    pub started_at: i64,
+    #[serde(default)]
+    pub pid: i32,
+    #[serde(default)]
+    pub exit: Option<ExitInfo>,
+    pub log_path: String,
+    pub cgroup_path: String,
+}

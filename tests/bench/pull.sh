@@ -5,13 +5,13 @@
 # because a goal is missed. Run as root on this Debian machine; it installs what it needs from Debian
 # and downloads nothing from anywhere else. All network traffic stays on 127.0.0.1.
 #
-#   tests/bench/pull.sh [--only strata|containerd] [--runs N] [--no-build] [--logs DIR]
+#   tests/bench/pull.sh [--only strata|containerd] [--runs N] [--no-build] [--logs DIR] [--tmpfs-size SIZE]
 #
 #   --only R      benchmark one runtime alone (no ratio); default: both, interleaved
 #   --runs N      cold pulls per runtime (default 5)
 #   --no-build    use the release binaries already in target/release
 #   --logs DIR    copy the daemons' and the registry's logs to DIR at the end
-#   --tmpfs-size  size of each runtime's tmpfs root (default 4G)
+#   --tmpfs-size S  size of each runtime's tmpfs root (default 4G)
 #
 # What it does, in order:
 #   1. installs missing Debian packages, builds strata and strata-conformance (release);
@@ -70,8 +70,8 @@ CTD_ROOT=$WORK/containerd-root
 CTD_STATE=$WORK/containerd-state
 CTD_SOCK=$CTD_STATE/containerd.sock
 CTD_CONF_DIR=$WORK/containerd-conf
-STRATA_PID='' CTD_PID='' REG_PID='' REG=''
-SHARED_strata='' SHARED_containerd='' STRATA_BENCH_FETCHED=''
+STRATA_PID='' CTD_PID='' REG_PID='' BENCH_PID='' SAMPLER_PID='' REG=''
+SHARED_strata='' SHARED_containerd='' STRATA_BENCH_FETCHED='' PEAK_strata='' PEAK_containerd=''
 STRATA_BIN=$REPO/target/release/strata
 CONF_BIN=$REPO/target/release/strata-conformance
 
@@ -101,7 +101,7 @@ stop_pid() {
 our_shims() {
 	local p
 	for p in /proc/[0-9]*; do
-		tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $CTD_SOCK " && echo "${p#/proc/}"
+		tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "-address $CTD_SOCK " && echo "${p#/proc/}"
 	done
 	return 0
 }
@@ -116,6 +116,8 @@ cleanup() {
 	trap - EXIT INT TERM
 	set +e
 	((rc == 0)) || log "failed (exit $rc): cleaning up"
+	stop_pid strata-conformance "$BENCH_PID"
+	stop_pid sampler "$SAMPLER_PID"
 	stop_pid strata "$STRATA_PID"
 	stop_pid containerd "$CTD_PID"
 	mapfile -t shims < <(our_shims)
@@ -125,7 +127,7 @@ cleanup() {
 	fi
 	stop_pid registry "$REG_PID"
 	if ((rc != 0)); then
-		for f in "$STRATA_STATE/strata.log" "$CTD_STATE/containerd.log" "$REG_DIR/registry.log"; do
+		for f in "$STRATA_STATE/strata.log" "$CTD_STATE/containerd.log"; do
 			[[ -s $f ]] || continue
 			log "last lines of $f:"
 			tail -n 20 "$f" | sed 's/^/    /' >&2
@@ -332,24 +334,24 @@ push_image() {
 # BIG_UNPACKED, NEW_LAYER_BYTES, and the digests of derived's new layer and config.
 build_images() {
 	mkdir -p "$IMAGES"
-	local all=$IMAGES/usr-files sample=$IMAGES/sample ratio budget i
+	local all=$IMAGES/usr-files i used=0 files=0 gz=0 budget n
 	list_usr_files >"$all"
-	# Bytes of files per layer for ~LAYER_TARGET compressed: the gzip ratio of a 30 MB sample.
-	awk '{ s += $1; print $2; if (s > 30e6) exit }' "$all" >"$sample.list"
-	make_layer "$sample.list" "$sample"
-	ratio=$(awk -v u="$(awk '{ s += $1; if (s > 30e6) { print s; exit } }' "$all")" \
-		-v c="$(size_of "$sample.tar.gz")" 'BEGIN { printf "%.3f", u / c }')
-	budget=$(awk -v r="$ratio" -v t="$LAYER_TARGET" 'BEGIN { printf "%d", r * t }')
-	rm -f "$sample".*
-	log "building bench/big:1: $LAYERS layers of ~$((budget / 1000000)) MB of /usr files each (gzip ratio ~${ratio}x)"
-	# Deal the files into LAYERS lists of ~budget bytes each; what is left over is not used.
-	awk -v b="$budget" -v n="$LAYERS" -v dir="$IMAGES" '
-		{ if (s + $1 > b && s > 0) { l++; s = 0 } if (l >= n) exit; s += $1; print $2 > (dir "/layer" (l + 1) ".list") }
-	' "$all"
+	# Layer i takes the next files of the list up to a budget of file bytes: LAYER_TARGET times
+	# the gzip ratio seen so far (3x, the usual, before the first layer), so each layer comes
+	# out near LAYER_TARGET compressed whatever this machine's /usr holds.
+	log "building bench/big:1: $LAYERS layers of ~$((LAYER_TARGET / 1000000)) MB gzip of /usr files each"
 	for i in $(seq "$LAYERS"); do
-		[[ -s $IMAGES/layer$i.list ]] || die "not enough files in /usr for $LAYERS layers"
+		budget=$(awk -v f="$files" -v g="$gz" -v t="$LAYER_TARGET" \
+			'BEGIN { printf "%d", t * (g > 0 ? f / g : 3) }')
+		awk -v from="$used" -v b="$budget" \
+			'NR > from { if (s + $1 > b && s > 0) exit; s += $1; print $2 }' "$all" >"$IMAGES/layer$i.list"
+		n=$(wc -l <"$IMAGES/layer$i.list")
+		((n > 0)) || die "not enough files in /usr for $LAYERS layers"
+		files=$((files + $(awk -v from="$used" -v n="$n" 'NR > from && NR <= from + n { s += $1 } END { printf "%d", s }' "$all")))
+		used=$((used + n))
 		make_layer "$IMAGES/layer$i.list" "$IMAGES/layer$i"
-		log "  layer $i: $(size_of "$IMAGES/layer$i.tar.gz") bytes gzip, $(wc -l <"$IMAGES/layer$i.list") files"
+		gz=$((gz + $(size_of "$IMAGES/layer$i.tar.gz")))
+		log "  layer $i: $(size_of "$IMAGES/layer$i.tar.gz") bytes gzip, $n files"
 	done
 	# derived's own layer: a few MB of files not in big (from /usr/include and /etc), small
 	# against the shared base.
@@ -501,6 +503,20 @@ start_containerd() {
 	log "containerd: $(containerd --version | awk '{print $3}'), pid $CTD_PID, root $CTD_ROOT (fresh tmpfs, $TMPFS_SIZE, overlayfs snapshotter), state $CTD_STATE, max_concurrent_downloads $DOWNLOADS"
 }
 
+# mb_used DIR: MB (10^6) used on the filesystem of DIR.
+mb_used() { df -B1 --output=used "$1" | awk 'NR == 2 { printf "%d", $1 / 1e6 }'; }
+
+# sample_peak DIR OUT: until killed, keeps in OUT the highest usage of DIR's filesystem seen
+# (sampled every 0.1 s).
+sample_peak() {
+	local dir=$1 out=$2 peak=0 now
+	while :; do
+		now=$(mb_used "$dir")
+		((now > peak)) && { peak=$now; echo "$peak" >"$out"; }
+		sleep 0.1
+	done
+}
+
 # strata's cumulative pull counters: "BYTES LAYERS" (from Status verbose info).
 strata_counters() {
 	"$CONF_BIN" --endpoint "unix://$STRATA_SOCK" bench status-counters |
@@ -511,12 +527,28 @@ strata_counters() {
 # 6. Measurements
 # ---------------------------------------------------------------------------------------------
 
-# The endpoints in bench order: strata first, so the printed ratio is strata/containerd.
-endpoint_args() {
+# bench_cmd OUT ARGS...: strata-conformance ARGS, its stdout saved to OUT and shown after. It runs
+# in the background with the script waiting for it, because bash runs a trap only once the
+# foreground command is done: this way a TERM/INT to the script cleans up at once (cleanup ends
+# the child too), not after a bench of minutes.
+bench_cmd() {
+	local out=$1 rc=0
+	shift
+	"$CONF_BIN" "$@" >"$out" &
+	BENCH_PID=$!
+	wait "$BENCH_PID" || rc=$?
+	BENCH_PID=''
+	cat "$out"
+	((rc == 0)) || die "strata-conformance $* failed (exit $rc)"
+}
+
+# `--endpoint A bench [--compare-endpoint B]` (--compare-endpoint is an option of `bench`), in
+# bench order: strata first, so the printed ratio is strata/containerd.
+bench_on() {
 	case $ONLY in
-	both) echo "--endpoint unix://$STRATA_SOCK --compare-endpoint unix://$CTD_SOCK" ;;
-	strata) echo "--endpoint unix://$STRATA_SOCK" ;;
-	containerd) echo "--endpoint unix://$CTD_SOCK" ;;
+	both) echo "--endpoint unix://$STRATA_SOCK bench --compare-endpoint unix://$CTD_SOCK" ;;
+	strata) echo "--endpoint unix://$STRATA_SOCK bench" ;;
+	containerd) echo "--endpoint unix://$CTD_SOCK bench" ;;
 	esac
 }
 
@@ -525,13 +557,16 @@ run_pull_bench() {
 	from=$(access_lines)
 	want strata && read -ra c0 < <(strata_counters)
 	log "bench pull: $RUNS cold pulls of $REG/bench/big:1 per runtime$([[ $ONLY == both ]] && echo ', interleaved')"
-	# shellcheck disable=SC2046 # endpoint_args is meant to split
-	"$CONF_BIN" $(endpoint_args) bench pull --image "$REG/bench/big:1" --runs "$RUNS" | tee "$WORK/bench-pull.out"
+	# shellcheck disable=SC2046 # bench_on is meant to split
+	bench_cmd "$WORK/bench-pull.out" $(bench_on) pull --image "$REG/bench/big:1" --runs "$RUNS"
 	# Were the pulls cold? Each should have fetched the whole image from the registry.
 	log "registry served for bench/big (expect ~$RUNS x $BIG_BYTES bytes per runtime):"
 	bytes_by_agent "$from" bench/big | while read -r b n agent; do
 		log "  $agent: $b bytes in $n blob GETs ($(awk -v b="$b" -v t="$BIG_BYTES" 'BEGIN { printf "%.2f", b / t }') images)"
 	done
+	# The bench removed the image after its last pull: what the roots still hold is left over.
+	want strata && log "  after RemoveImage, strata's root still holds $(mb_used "$STRATA_ROOT") MB"
+	want containerd && log "  after RemoveImage, containerd's root still holds $(mb_used "$CTD_ROOT") MB"
 	if want strata; then
 		read -ra c1 < <(strata_counters)
 		STRATA_BENCH_FETCHED=$((c1[0] - c0[0]))
@@ -543,11 +578,20 @@ run_pull_bench() {
 # `bench pull-shared` cold-pulls bench/big, then bench/derived (4 of whose 5 layers are big's).
 # Sets SHARED_<runtime> to the sentence for the summary.
 run_shared_check() {
-	local name=$1 sock=$2 from out bytes layers configs
+	local name=$1 sock=$2 root=$3 from out bytes layers configs peak
 	out=$WORK/bench-shared-$name.out
 	from=$(access_lines)
-	"$CONF_BIN" --endpoint "unix://$sock" bench pull-shared --base "$REG/bench/big:1" \
-		--derived "$REG/bench/derived:1" --runs 1 | tee "$out"
+	# Untimed here, so its small cost does not matter: the root's peak usage while both images
+	# are present shows that the layers really were unpacked (and what an image costs on disk).
+	sample_peak "$root" "$WORK/peak-$name" &
+	SAMPLER_PID=$!
+	bench_cmd "$out" --endpoint "unix://$sock" bench pull-shared --base "$REG/bench/big:1" \
+		--derived "$REG/bench/derived:1" --runs 1
+	stop_pid sampler "$SAMPLER_PID"
+	SAMPLER_PID=''
+	peak=$(cat "$WORK/peak-$name" 2>/dev/null || echo '?')
+	log "$name: peak root usage with bench/big + bench/derived pulled: $peak MB (big is $((BIG_UNPACKED / 1000000)) MB as tar, $((BIG_BYTES / 1000000)) MB compressed)"
+	printf -v "PEAK_$name" '%s' "$peak"
 	read -r bytes layers configs < <(blob_gets "$from" bench/derived "$DERIVED_CONFIG_DIGEST")
 	local at_registry="registry served $bytes bytes of bench/derived blobs: $layers layers + $configs config"
 	local own
@@ -556,7 +600,8 @@ run_shared_check() {
 		read -r bytes layers <<<"$own"
 		printf -v "SHARED_$name" '%s' "second pull (shared base layers) fetched $bytes bytes in $layers layers (new layer is $NEW_LAYER_BYTES bytes) by strata's counters; $at_registry"
 	else
-		printf -v "SHARED_$name" '%s' "second pull (shared base layers) fetched $bytes bytes in $layers layers (new layer is $NEW_LAYER_BYTES bytes), measured at the registry ($configs config blob GETs not counted as layers; containerd's metrics have no fetched-bytes counter)"
+		# containerd 1.6 has no fetched-bytes metric: count at the registry.
+		printf -v "SHARED_$name" '%s' "second pull (shared base layers) fetched $bytes bytes in $layers layers (new layer is $NEW_LAYER_BYTES bytes), measured at the registry (incl. $configs config blob)"
 	fi
 	local var=SHARED_$name
 	log "$name: ${!var}"
@@ -596,21 +641,24 @@ summary() {
 	fi
 	want strata && echo "shared       strata: $SHARED_strata"
 	want containerd && echo "shared       containerd: $SHARED_containerd"
+	want strata && echo "disk         strata: peak root usage $PEAK_strata MB with bench/big + bench/derived pulled"
+	want containerd && echo "disk         containerd: peak root usage $PEAK_containerd MB with bench/big + bench/derived pulled (keeps compressed blobs too)"
 	echo "========================================================================"
 }
 
+# `if` rather than `want X && f`: bash ignores set -e inside a function called from an && list.
 main() {
 	ensure_packages
-	((BUILD)) && build
+	if ((BUILD)); then build; fi
 	[[ -x $CONF_BIN ]] || die "no $CONF_BIN (build it, or drop --no-build)"
-	want strata && { [[ -x $STRATA_BIN ]] || die "no $STRATA_BIN"; }
+	if want strata && [[ ! -x $STRATA_BIN ]]; then die "no $STRATA_BIN"; fi
 	start_registry
 	build_images
-	want strata && start_strata
-	want containerd && start_containerd
+	if want strata; then start_strata; fi
+	if want containerd; then start_containerd; fi
 	run_pull_bench
-	want strata && run_shared_check strata "$STRATA_SOCK"
-	want containerd && run_shared_check containerd "$CTD_SOCK"
+	if want strata; then run_shared_check strata "$STRATA_SOCK" "$STRATA_ROOT"; fi
+	if want containerd; then run_shared_check containerd "$CTD_SOCK" "$CTD_ROOT"; fi
 	summary
 }
 

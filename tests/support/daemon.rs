@@ -1,5 +1,7 @@
-//! A real `strata serve` process for integration tests: its own root, state dir and socket in a
-//! temporary directory, killed and cleaned up on drop, even when the test panics.
+//! A real `strata serve` process for integration tests: its own root, state dir, socket and
+//! cgroup parent, killed and cleaned up on drop, even when the test panics: the daemon itself, the
+//! monitors and pod-init processes it started (found by an environment marker they inherit),
+//! every process in its cgroups, the cgroups, and every mount under its directory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,8 +11,13 @@ use strata::cri::v1::image_service_client::ImageServiceClient;
 use strata::cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
+/// Environment variable marking the processes of one test daemon (value: its directory).
+const MARKER_ENV: &str = "STRATA_TEST_INSTANCE";
+
 pub struct Daemon {
     child: Option<Child>,
+    /// cgroupfs parent of this daemon's pods (`runtime.cgroup_parent`).
+    pub cgroup_parent: String,
     dir: tempfile::TempDir,
     pub config_path: PathBuf,
     pub socket: PathBuf,
@@ -29,8 +36,20 @@ impl Daemon {
         let state = dir.path().join("state");
         let socket = state.join("strata.sock");
         let config_path = dir.path().join("config.toml");
+        let cgroup_parent = format!(
+            "/strata-test-{}",
+            dir.path()
+                .file_name()
+                .map(|n| n.to_string_lossy().replace("strata-test-", ""))
+                .unwrap_or_default()
+        );
+        let runtime_section = if extra_toml.contains("[runtime]") {
+            String::new()
+        } else {
+            format!("[runtime]\ncgroup_parent = \"{cgroup_parent}\"\n")
+        };
         let config = format!(
-            "root = \"{}\"\nstate = \"{}\"\nsocket = \"{}\"\n[log]\nlevel = \"debug\"\n{extra_toml}\n",
+            "root = \"{}\"\nstate = \"{}\"\nsocket = \"{}\"\n[log]\nlevel = \"info\"\n{runtime_section}{extra_toml}\n",
             root.display(),
             state.display(),
             socket.display()
@@ -39,6 +58,7 @@ impl Daemon {
         let log_path = dir.path().join("daemon.log");
         let mut daemon = Self {
             child: None,
+            cgroup_parent,
             dir,
             config_path,
             socket,
@@ -66,6 +86,7 @@ impl Daemon {
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
+            .env(MARKER_ENV, self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
@@ -154,6 +175,85 @@ impl Drop for Daemon {
         self.kill();
         if std::thread::panicking() {
             eprintln!("--- strata log ---\n{}", self.log());
+        }
+        kill_marked(self.dir.path());
+        remove_cgroups(&self.cgroup_parent);
+        unmount_below(self.dir.path());
+    }
+}
+
+/// SIGKILLs every process whose environment carries this daemon's marker (monitors, pod-init).
+fn kill_marked(dir: &Path) {
+    let needle = format!("{MARKER_ENV}={}", dir.display());
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in procs.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            // SAFETY: kill(2) has no memory-safety implications.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Kills every process in the cgroups below `parent` in every hierarchy, then removes them.
+fn remove_cgroups(parent: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let rel = parent.trim_start_matches('/');
+    for hierarchy in hierarchies.flatten() {
+        let top = hierarchy.path().join(rel);
+        if !top.is_dir() {
+            continue;
+        }
+        let mut dirs = Vec::new();
+        let mut stack = vec![top];
+        while let Some(d) = stack.pop() {
+            if let Ok(entries) = std::fs::read_dir(&d) {
+                stack.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+            dirs.push(d);
+        }
+        for d in dirs.iter().rev() {
+            for _ in 0..100 {
+                if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        // SAFETY: kill(2) has no memory-safety implications.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Unmounts everything mounted below `dir`, deepest first.
+fn unmount_below(dir: &Path) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut targets: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|t| t.starts_with(&prefix))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for target in targets {
+        if let Ok(c) = std::ffi::CString::new(target) {
+            // SAFETY: umount2 with a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
     }
 }

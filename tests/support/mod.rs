@@ -40,6 +40,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod fixtures;
 pub mod image;
 pub mod proxy;
 pub mod registry;

@@ -16,7 +16,14 @@
 //! the layer root (the kernel refuses any resolution that would leave it, with `EXDEV`), and the
 //! entry itself is then created with the `*at` syscalls on a single path component, never
 //! following a symlink in that last component. Entry names are also normalised lexically first,
-//! so a `..` that climbs above the root is refused before the kernel sees it.
+//! so a `..` that climbs above the root is refused before the kernel sees it. Any such escape
+//! fails the whole unpack with [`UnpackError::Escape`] naming the entry.
+//!
+//! `RESOLVE_BENEATH` (rather than `RESOLVE_IN_ROOT`) means an absolute symlink inside the layer
+//! cannot serve as a parent of a later entry in the same layer, even one that would stay inside
+//! under chroot semantics (`lib -> /usr/lib`, then `lib/x`): such layers are refused. A filesystem
+//! walk never produces them (it does not descend through symlinks), and relative in-layer links
+//! (`lib -> usr/lib`) work.
 //!
 //! Nothing is fsynced here: the caller syncs the finished layer once (`syncfs`) before it
 //! commits it.

@@ -255,7 +255,7 @@ pub fn lsetxattrat(dir: BorrowedFd<'_>, path: &CStr, name: &CStr, value: &[u8]) 
             SYS_SETXATTRAT,
             dir.as_raw_fd(),
             path.as_ptr(),
-            AT_SYMLINK_NOFOLLOW as libc::c_uint,
+            AT_SYMLINK_NOFOLLOW.cast_unsigned(),
             name.as_ptr(),
             &raw const args,
             size_of::<XattrArgs>(),

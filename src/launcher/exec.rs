@@ -1,0 +1,231 @@
+//! `strata exec --config FILE`: runs an extra process inside a running container.
+//!
+//! The daemon spawns this helper with the stdio the process should get (pipes or a pty). It
+//! runs before any tokio runtime, single-threaded:
+//! 1. reads [`ExecConfig`], validates the process and compiles seccomp (errors: exit 255);
+//! 2. becomes non-dumpable (until exec), opens `/proc/<target_pid>/ns/*` (all of them before
+//!    joining any: joining the mount namespace changes what /proc shows), skipping namespaces
+//!    identical to ours;
+//! 3. joins the container's cgroups (host paths, so before the mount namespace);
+//! 4. joins the namespaces: user first, then ipc, uts, net, pid, cgroup, and mnt last;
+//! 5. forks (a joined pid namespace applies to children only); the child applies the same
+//!    process setup as the init ([`super::process::apply`]: rlimits, cwd, user, capabilities,
+//!    no_new_privs, seccomp last) and execs;
+//! 6. the helper forwards SIGTERM/SIGINT/SIGHUP/SIGWINCH to the child and exits with its status
+//!    (128+signal when killed); if the helper itself is SIGKILLed the child gets SIGKILL too
+//!    (PR_SET_PDEATHSIG).
+//!
+//! Setup failures print `strata exec: <step>: <message>` on stderr and exit with
+//! [`EXEC_SETUP_FAILED`]; a missing executable prints runc's text
+//! (`exec: "foo": executable file not found in $PATH`) and exits 127, a refused exec 126.
+
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use oci_spec::runtime::{LinuxSeccomp, Process};
+use serde::{Deserialize, Serialize};
+
+use super::clone;
+use super::init::open_ns;
+use super::process::{self, ProcessPlan};
+use super::seccomp;
+use super::sys::RealSys;
+use super::{Failure, LaunchError};
+
+/// Exit status of the helper when it could not start the process.
+pub const EXEC_SETUP_FAILED: i32 = 255;
+
+/// The `strata exec` configuration file (JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecConfig {
+    /// The container's init pid, whose namespaces are joined.
+    pub target_pid: i32,
+    pub process: Process,
+    /// Every `cgroup.procs` of the container's cgroup (one per v1 hierarchy).
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
+    #[serde(default)]
+    pub seccomp: Option<LinuxSeccomp>,
+    /// Ignored: no AppArmor on the hosts we support.
+    #[serde(default)]
+    pub apparmor: Option<String>,
+}
+
+/// The namespaces joined, in order.
+const NAMESPACES: [(&str, CloneFlags); 7] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+const FORWARDED: [Signal; 4] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGWINCH,
+];
+
+/// The `strata exec` helper: never returns (see the module doc).
+pub fn exec_main(config_path: &Path) -> ! {
+    let code = match run(config_path) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("strata exec: {e}");
+            EXEC_SETUP_FAILED
+        }
+    };
+    std::process::exit(code)
+}
+
+fn same_ns(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn run(config_path: &Path) -> Result<i32, LaunchError> {
+    clone::ensure_single_threaded()?;
+    let raw = std::fs::read(config_path)
+        .map_err(|e| LaunchError::io(format!("reading {}", config_path.display()), e))?;
+    let config: ExecConfig = serde_json::from_slice(&raw)
+        .map_err(|e| LaunchError::Spec(format!("{}: {e}", config_path.display())))?;
+    let plan = ProcessPlan::from_spec(&config.process)?;
+    let filter = config
+        .seccomp
+        .as_ref()
+        .map(seccomp::compile)
+        .transpose()
+        .map_err(LaunchError::Spec)?;
+
+    // SAFETY: integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
+        return Err(LaunchError::io(
+            "PR_SET_DUMPABLE",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let mut joins = Vec::new();
+    for (name, flag) in NAMESPACES {
+        let theirs = PathBuf::from(format!("/proc/{}/ns/{name}", config.target_pid));
+        if same_ns(&theirs, Path::new(&format!("/proc/self/ns/{name}"))) {
+            continue;
+        }
+        joins.push((name, open_ns(&theirs)?, flag));
+    }
+    let me = std::process::id().to_string();
+    for procs in &config.cgroup_procs {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(procs)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, me.as_bytes()))
+            .map_err(|e| LaunchError::io(format!("joining cgroup {}", procs.display()), e))?;
+    }
+    for (name, fd, flag) in &joins {
+        nix::sched::setns(fd.as_fd(), *flag)
+            .map_err(|e| LaunchError::io(format!("joining the {name} namespace"), e.into()))?;
+    }
+    drop(joins);
+
+    let mut forwarded = SigSet::empty();
+    for s in FORWARDED {
+        forwarded.add(s);
+    }
+    let mut waited = forwarded;
+    waited.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), Some(&mut old))
+        .map_err(|e| LaunchError::io("blocking signals", e.into()))?;
+
+    let (_pid, pidfd) = clone::spawn(CloneFlags::empty(), || child(&plan, filter.as_ref(), &old))
+        .map_err(|e| LaunchError::io("forking the exec process", e))?;
+
+    loop {
+        if let Some(exit) = clone::pidfd_try_wait(&pidfd)
+            .map_err(|e| LaunchError::io("waiting for the exec process", e))?
+        {
+            return Ok(exit.code);
+        }
+        match waited.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(sig) => {
+                let _ = clone::pidfd_kill(&pidfd, sig as i32);
+            }
+        }
+    }
+}
+
+fn fail(f: Failure, code: i32) -> ! {
+    eprintln!("strata exec: {}: {}", f.step, f.message);
+    std::process::exit(code)
+}
+
+fn child(plan: &ProcessPlan, filter: Option<&seccomp::Filter>, old_mask: &SigSet) -> ! {
+    // If the helper is SIGKILLed (an ExecSync timeout), the process goes with it. The setting
+    // survives execve (except for set-id or file-capability binaries).
+    // SAFETY: integer arguments only.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if sigprocmask(SigmaskHow::SIG_SETMASK, Some(old_mask), None).is_err() {
+        fail(
+            Failure {
+                step: "signals".into(),
+                message: "cannot restore the signal mask".into(),
+            },
+            EXEC_SETUP_FAILED,
+        );
+    }
+    if plan.terminal {
+        let _ = nix::unistd::setsid();
+        // SAFETY: integer arguments; stdin is the pty slave the daemon gave us.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+            fail(
+                Failure {
+                    step: "terminal".into(),
+                    message: std::io::Error::last_os_error().to_string(),
+                },
+                EXEC_SETUP_FAILED,
+            );
+        }
+    }
+    if let Err(f) = process::apply(&RealSys, plan, filter) {
+        fail(f, EXEC_SETUP_FAILED);
+    }
+    let exe = match process::resolve_executable(plan) {
+        Ok(exe) => exe,
+        Err(message) => fail(
+            Failure {
+                step: "exec".into(),
+                message,
+            },
+            127,
+        ),
+    };
+    let message = process::execve(plan, &exe);
+    let code = if message.ends_with("no such file or directory") {
+        127
+    } else {
+        126
+    };
+    fail(
+        Failure {
+            step: "exec".into(),
+            message,
+        },
+        code,
+    )
+}

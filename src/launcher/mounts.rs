@@ -1,0 +1,385 @@
+//! The container's filesystem setup in the init: executes the [`super::mount_plan`] plan through
+//! [`Syscall`], so the order is unit-tested with the recording fake.
+//!
+//! Order (runc's `prepareRootfs` + `finalizeRootfs`), all in the container's new mount ns:
+//! 1. `/` made `rslave` recursively (or the spec's `rootfsPropagation`), so nothing we mount
+//!    propagates back to the host, and umask 0 so device modes are exact.
+//! 2. The rootfs: the overlay mounted at `root.path` (`lowerdir=` topmost first; through
+//!    fsopen/fsconfig `lowerdir+` when the option string would not fit in a page), or the existing
+//!    directory bind-mounted onto itself (pivot_root needs a mount point).
+//! 3. The spec's mounts in order, each target resolved inside the rootfs (`RESOLVE_IN_ROOT`) and
+//!    created when missing (a file when a bind source is a file); bind mounts get their flags by
+//!    a `MS_BIND|MS_REMOUNT` remount, then propagation flags, then recursive attributes (`rro`...)
+//!    through mount_setattr(AT_RECURSIVE).
+//! 4. When the spec mounts a tmpfs on `/dev`: the default devices, the spec's devices, the
+//!    `/dev/{fd,stdin,stdout,stderr,core}` symlinks and `/dev/ptmx -> pts/ptmx`.
+//! 5. Read-only paths (self bind + recursive read-only), then masked paths (`/dev/null` over
+//!    files, a read-only tmpfs over directories; missing paths are skipped).
+//! 6. pivot_root(".", "."), the old root made rslave and lazily unmounted, chdir("/").
+//! 7. the working directory created when missing (owned by the user), then `/` remounted
+//!    read-only when `root.readonly`; shared root propagation applied last.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+
+use super::Failure;
+use super::mount_plan::{Attrs, Device, MountKind, MountOp, RootSource, RootfsPlan};
+use super::sys::{
+    Create, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, Syscall,
+    Target,
+};
+
+fn at(step: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Failure {
+    move |e| Failure {
+        step: step.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Executes `plan` in the init's new mount namespace (see the module doc for the order).
+pub(crate) fn setup_rootfs<S: Syscall>(sys: &S, plan: &RootfsPlan) -> Result<(), Failure> {
+    sys.umask(0);
+    sys.mount(None, Path::new("/"), None, plan.root_propagation, None)
+        .map_err(at("rootfs propagation"))?;
+    match &plan.source {
+        RootSource::Overlay {
+            lower_top_first,
+            upper,
+            work,
+            options,
+        } => match options {
+            Some(options) => sys.mount(
+                Some(Path::new("overlay")),
+                &plan.rootfs,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(options),
+            ),
+            None => sys.mount_overlay_fsconfig(&plan.rootfs, lower_top_first, upper, work),
+        }
+        .map_err(at("mount overlay rootfs"))?,
+        RootSource::Existing => sys
+            .mount(
+                Some(&plan.rootfs),
+                &plan.rootfs,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(at("bind rootfs"))?,
+    }
+    let root = sys.open_root(&plan.rootfs).map_err(at("open rootfs"))?;
+
+    for m in &plan.mounts {
+        mount_one(sys, &root, m).map_err(at(format!("mount {}", m.destination.display())))?;
+    }
+    if let Some(bind) = plan.dev_setup {
+        setup_dev(sys, &root, plan, bind)?;
+    } else {
+        for d in &plan.devices {
+            make_device(sys, &root, d, false)
+                .map_err(at(format!("device {}", d.path.display())))?;
+        }
+    }
+    for p in &plan.readonly_paths {
+        readonly_path(sys, &root, p).map_err(at(format!("readonly path {}", p.display())))?;
+    }
+    for p in &plan.masked_paths {
+        mask_path(sys, &root, p).map_err(at(format!("masked path {}", p.display())))?;
+    }
+    drop(root);
+
+    // pivot_root(".", "."): the old root ends up stacked on the new one; detach it.
+    sys.chdir(&plan.rootfs).map_err(at("chdir rootfs"))?;
+    sys.pivot_root(Path::new("."), Path::new("."))
+        .map_err(at("pivot_root"))?;
+    sys.mount(
+        None,
+        Path::new("."),
+        None,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(at("old root propagation"))?;
+    sys.umount2(Path::new("."), MntFlags::MNT_DETACH)
+        .map_err(at("unmount old root"))?;
+    sys.chdir(Path::new("/")).map_err(at("chdir /"))?;
+
+    if let Some((cwd, uid, gid)) = &plan.cwd {
+        let root = sys.open_root(Path::new("/")).map_err(at("cwd"))?;
+        match sys.resolve(&root, cwd, Create::No) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                sys.resolve(&root, cwd, Create::Dir)
+                    .map_err(at("create cwd"))?;
+                sys.chown(cwd, *uid, *gid).map_err(at("chown cwd"))?;
+            }
+            Err(e) => return Err(at("cwd")(e)),
+        }
+    }
+    if plan.readonly_root {
+        sys.mount(
+            None,
+            Path::new("/"),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+        )
+        .map_err(at("readonly rootfs"))?;
+    }
+    if let Some(p) = plan.shared_after_pivot {
+        sys.mount(None, Path::new("/"), None, p, None)
+            .map_err(at("rootfs propagation"))?;
+    }
+    Ok(())
+}
+
+fn apply_attrs<S: Syscall>(sys: &S, root: &Target, dest: &Path, attrs: &Attrs) -> io::Result<()> {
+    if attrs.propagation.is_empty() && attrs.rec_set == 0 && attrs.rec_clear == 0 {
+        return Ok(());
+    }
+    // Re-resolve: the earlier descriptor still points below the new mount.
+    let t = sys.resolve(root, dest, Create::No)?;
+    for p in &attrs.propagation {
+        sys.mount(None, &t.path, None, *p, None)?;
+    }
+    if attrs.rec_set != 0 || attrs.rec_clear != 0 {
+        sys.mount_setattr(&t.path, true, attrs.rec_set, attrs.rec_clear)?;
+    }
+    Ok(())
+}
+
+fn mount_one<S: Syscall>(sys: &S, root: &Target, m: &MountOp) -> io::Result<()> {
+    let dest = &m.destination;
+    match &m.kind {
+        MountKind::Bind {
+            source,
+            recursive,
+            source_is_dir,
+            flags,
+            attrs,
+        } => {
+            let create = if *source_is_dir {
+                Create::Dir
+            } else {
+                Create::File
+            };
+            let t = sys.resolve(root, dest, create)?;
+            let mut bind = MsFlags::MS_BIND;
+            if *recursive {
+                bind |= MsFlags::MS_REC;
+            }
+            sys.mount(Some(source), &t.path, None, bind, None)?;
+            if !flags.is_empty() {
+                let t = sys.resolve(root, dest, Create::No)?;
+                sys.mount(
+                    None,
+                    &t.path,
+                    None,
+                    bind | MsFlags::MS_REMOUNT | *flags,
+                    None,
+                )?;
+            }
+            apply_attrs(sys, root, dest, attrs)
+        }
+        MountKind::Fs {
+            fstype,
+            source,
+            flags,
+            data,
+            attrs,
+        } => {
+            let t = sys.resolve(root, dest, Create::Dir)?;
+            let data = (!data.is_empty()).then_some(data.as_str());
+            sys.mount(Some(Path::new(source)), &t.path, Some(fstype), *flags, data)?;
+            apply_attrs(sys, root, dest, attrs)
+        }
+        MountKind::Cgroup2 { flags } => {
+            let t = sys.resolve(root, dest, Create::Dir)?;
+            sys.mount(
+                Some(Path::new("cgroup2")),
+                &t.path,
+                Some("cgroup2"),
+                *flags,
+                None,
+            )
+        }
+        MountKind::CgroupBinds { flags, dirs } => {
+            let ro = flags.contains(MsFlags::MS_RDONLY);
+            let base = (*flags - MsFlags::MS_RDONLY)
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC;
+            let t = sys.resolve(root, dest, Create::Dir)?;
+            sys.mount(
+                Some(Path::new("tmpfs")),
+                &t.path,
+                Some("tmpfs"),
+                base,
+                Some("mode=755"),
+            )?;
+            for (name, dir) in dirs {
+                let sub = dest.join(name);
+                let t = sys.resolve(root, &sub, Create::Dir)?;
+                sys.mount(Some(dir), &t.path, None, MsFlags::MS_BIND, None)?;
+                let t = sys.resolve(root, &sub, Create::No)?;
+                let mut remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | base;
+                if ro {
+                    remount |= MsFlags::MS_RDONLY;
+                }
+                sys.mount(None, &t.path, None, remount, None)?;
+            }
+            if ro {
+                let t = sys.resolve(root, dest, Create::No)?;
+                sys.mount(
+                    None,
+                    &t.path,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+                    None,
+                )?;
+            }
+            Ok(())
+        }
+        MountKind::SysfsBind { readonly } => {
+            let t = sys.resolve(root, dest, Create::Dir)?;
+            sys.mount(
+                Some(Path::new("/sys")),
+                &t.path,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
+            let t = sys.resolve(root, dest, Create::No)?;
+            let mut set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+            if *readonly {
+                set |= MOUNT_ATTR_RDONLY;
+            }
+            sys.mount_setattr(&t.path, true, set, 0)
+        }
+    }
+}
+
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+fn setup_dev<S: Syscall>(
+    sys: &S,
+    root: &Target,
+    plan: &RootfsPlan,
+    bind: bool,
+) -> Result<(), Failure> {
+    for (path, major, minor) in DEFAULT_DEVICES {
+        if plan.devices.iter().any(|d| d.path == Path::new(path)) {
+            continue;
+        }
+        let d = Device {
+            path: PathBuf::from(path),
+            mode: libc::S_IFCHR | 0o666,
+            major,
+            minor,
+            uid: 0,
+            gid: 0,
+        };
+        make_device(sys, root, &d, bind).map_err(at(format!("device {path}")))?;
+    }
+    for d in &plan.devices {
+        make_device(sys, root, d, bind).map_err(at(format!("device {}", d.path.display())))?;
+    }
+    let dev = sys
+        .resolve(root, Path::new("/dev"), Create::No)
+        .map_err(at("open /dev"))?;
+    let mut links = vec![
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ];
+    if plan.dev_core {
+        links.push(("core", "/proc/kcore"));
+    }
+    links.push(("ptmx", "pts/ptmx"));
+    for (name, target) in links {
+        match sys.symlink(Path::new(target), &dev.path.join(name)) {
+            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
+                return Err(at(format!("symlink /dev/{name}"))(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn make_device<S: Syscall>(sys: &S, root: &Target, d: &Device, bind: bool) -> io::Result<()> {
+    if bind {
+        let t = sys.resolve(root, &d.path, Create::File)?;
+        return sys.mount(Some(&d.path), &t.path, None, MsFlags::MS_BIND, None);
+    }
+    let parent = d.path.parent().unwrap_or(Path::new("/"));
+    let name = d
+        .path
+        .file_name()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let dir = sys.resolve(root, parent, Create::Dir)?;
+    let node = dir.path.join(name);
+    let dev = nix::sys::stat::makedev(d.major, d.minor);
+    sys.mknod(&node, d.mode, dev)?;
+    if d.uid != 0 || d.gid != 0 {
+        sys.chown(&node, d.uid, d.gid)?;
+    }
+    Ok(())
+}
+
+fn missing(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
+}
+
+fn readonly_path<S: Syscall>(sys: &S, root: &Target, p: &Path) -> io::Result<()> {
+    let t = match sys.resolve(root, p, Create::No) {
+        Ok(t) => t,
+        Err(e) if missing(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    sys.mount(
+        Some(&t.path),
+        &t.path,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    let t = sys.resolve(root, p, Create::No)?;
+    sys.mount_setattr(&t.path, true, MOUNT_ATTR_RDONLY, 0)
+}
+
+fn mask_path<S: Syscall>(sys: &S, root: &Target, p: &Path) -> io::Result<()> {
+    let t = match sys.resolve(root, p, Create::No) {
+        Ok(t) => t,
+        Err(e) if missing(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if t.is_dir {
+        sys.mount(
+            Some(Path::new("tmpfs")),
+            &t.path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None,
+        )
+    } else {
+        sys.mount(
+            Some(Path::new("/dev/null")),
+            &t.path,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
+    }
+}

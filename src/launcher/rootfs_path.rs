@@ -1,0 +1,225 @@
+//! Resolving mount targets inside the container's rootfs without ever leaving it.
+//!
+//! Every lookup is `openat2(root, path, O_PATH, RESOLVE_IN_ROOT)`: the kernel treats `root` as
+//! `/` for absolute symlinks and `..`, so an image that plants `/proc -> /etc` or
+//! `etc/x -> ../../../host` cannot redirect a mount onto the host. Missing targets are created
+//! one component at a time relative to the already-resolved parent (`mkdirat`, or
+//! `openat(O_CREAT|O_EXCL)` for files, neither of which follows a symlink in the last
+//! component), then re-resolved the same way. The caller mounts onto `/proc/self/fd/N` of the
+//! returned descriptor, as runc does.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use super::sys::Create;
+
+/// `/proc/self/fd/N` for `fd`.
+pub(crate) fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Opens a directory as an `O_PATH` descriptor (following symlinks: `path` is trusted).
+pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstring(path.as_os_str().as_bytes())?;
+    // SAFETY: c is NUL-terminated and outlives the call; the result is checked.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn cstring(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Lexically cleans `path` to components below the root: `.` dropped, `..` pops (never above
+/// the root), a leading `/` ignored.
+pub(crate) fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+fn openat2(dirfd: &OwnedFd, rel: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // An empty relative path means the root itself.
+    let rel_bytes = if rel.as_os_str().is_empty() {
+        b".".as_slice()
+    } else {
+        rel.as_os_str().as_bytes()
+    };
+    let c = cstring(rel_bytes)?;
+    // SAFETY: open_how is plain old data; zero is a valid value for every field.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: dirfd is open, c is NUL-terminated, how is a valid open_how of the size passed;
+    // all outlive the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn is_dir(fd: &OwnedFd) -> io::Result<bool> {
+    let st = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// Resolves `path` inside `root` (see the module doc), creating it as `create` says. Returns an
+/// `O_PATH` descriptor and whether it is a directory.
+pub(crate) fn resolve_in_root(
+    root: &OwnedFd,
+    path: &Path,
+    create: Create,
+) -> io::Result<(OwnedFd, bool)> {
+    let rel = clean(path);
+    match openat2(root, &rel, libc::O_PATH) {
+        Ok(fd) => {
+            let dir = is_dir(&fd)?;
+            Ok((fd, dir))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create != Create::No => {
+            create_in_root(root, &rel, create)?;
+            let fd = openat2(root, &rel, libc::O_PATH)?;
+            let dir = is_dir(&fd)?;
+            Ok((fd, dir))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the missing components of `rel` (already cleaned): directories, and the last one as
+/// `create` says.
+fn create_in_root(root: &OwnedFd, rel: &Path, create: Create) -> io::Result<()> {
+    let comps: Vec<&std::ffi::OsStr> = rel.iter().collect();
+    let Some((last, parents)) = comps.split_last() else {
+        return Ok(()); // the root itself exists
+    };
+    let mut prefix = PathBuf::new();
+    let mut parent: Option<OwnedFd> = None;
+    for comp in parents {
+        prefix.push(comp);
+        let fd = match openat2(root, &prefix, libc::O_PATH | libc::O_DIRECTORY) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                mkdirat(parent.as_ref().unwrap_or(root), comp)?;
+                openat2(root, &prefix, libc::O_PATH | libc::O_DIRECTORY)?
+            }
+            Err(e) => return Err(e),
+        };
+        parent = Some(fd);
+    }
+    let dir = parent.as_ref().unwrap_or(root);
+    match create {
+        Create::Dir => mkdirat(dir, last),
+        Create::File => {
+            let name = cstring(last.as_bytes())?;
+            // SAFETY: dir is open, name is a NUL-terminated single component; O_EXCL makes the
+            // kernel refuse (not follow) an existing symlink.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644 as libc::c_uint,
+                )
+            };
+            if fd < 0 {
+                let e = io::Error::last_os_error();
+                return if e.raw_os_error() == Some(libc::EEXIST) {
+                    Ok(())
+                } else {
+                    Err(e)
+                };
+            }
+            // SAFETY: openat returned a new descriptor that nothing else owns; dropping closes it.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            Ok(())
+        }
+        Create::No => Ok(()),
+    }
+}
+
+fn mkdirat(dir: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<()> {
+    let c = cstring(name.as_bytes())?;
+    // SAFETY: dir is open and c a NUL-terminated single component; mkdirat never follows a
+    // symlink in the last component.
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755) } < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_never_climbs_above_root() {
+        assert_eq!(clean(Path::new("/a/../../b/./c")), PathBuf::from("b/c"));
+        assert_eq!(clean(Path::new("../../etc")), PathBuf::from("etc"));
+        assert_eq!(clean(Path::new("/")), PathBuf::new());
+    }
+
+    #[test]
+    fn symlinks_stay_inside_root_and_targets_are_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        // An absolute symlink and a climbing one: both must resolve inside the root.
+        std::os::unix::fs::symlink("/etc", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../../etc", root.join("climb")).unwrap();
+        let root_fd = open_dir(&root).unwrap();
+
+        for link in ["abs/newdir", "climb/newdir2"] {
+            let (fd, is_dir) = resolve_in_root(&root_fd, Path::new(link), Create::Dir).unwrap();
+            assert!(is_dir);
+            drop(fd);
+        }
+        assert!(root.join("etc/newdir").is_dir());
+        assert!(root.join("etc/newdir2").is_dir());
+
+        let (_, is_dir) = resolve_in_root(&root_fd, Path::new("/a/b/file"), Create::File).unwrap();
+        assert!(!is_dir);
+        assert!(root.join("a/b/file").is_file());
+
+        let err = resolve_in_root(&root_fd, Path::new("/nope"), Create::No).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+
+        // A dangling symlink to an absolute path is not followed to the host.
+        std::os::unix::fs::symlink("/tmp-strata-should-not-exist", root.join("dangling")).unwrap();
+        let _ = resolve_in_root(&root_fd, Path::new("/dangling"), Create::File);
+        assert!(!Path::new("/tmp-strata-should-not-exist").exists());
+    }
+}

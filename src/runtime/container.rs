@@ -1,0 +1,749 @@
+//! Containers: create (everything up to exec, no user code runs), start (the monitor releases
+//! the init), stop (stop signal, then SIGKILL to every process of the container's cgroup after
+//! the timeout), remove (idempotent), status and list, and the exit watcher that records how a
+//! container ended.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+
+use super::{Runtime, labels_match, names, new_id, now_nanos};
+use crate::cgroups::Cgroup;
+use crate::cri::v1 as cri;
+use crate::error::{Classify, ErrorKind};
+use crate::image::catalog::layer_in_use;
+use crate::monitor::client::{ExitStatus, MonitorClient};
+use crate::store::{ContainerRecord, ContainerState, ExitInfo, PodState, StoreError};
+
+/// How long a stop waits for the monitor to report the exit after SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("container {0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFoundDependency(String),
+    #[error("container name {name} is already used by container {id}")]
+    NameTaken { name: String, id: String },
+    #[error("container {id} is {state:?}; {wanted}")]
+    WrongState {
+        id: String,
+        state: ContainerState,
+        wanted: &'static str,
+    },
+    #[error("creating container: {0}")]
+    Build(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error(transparent)]
+    Monitor(#[from] crate::monitor::MonitorError),
+    #[error(transparent)]
+    Image(#[from] crate::image::catalog::CatalogError),
+    #[error(transparent)]
+    Layer(#[from] crate::image::layers::LayerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pod(#[from] Box<super::PodError>),
+}
+
+impl Classify for ContainerError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ContainerError::NotFound(_) | ContainerError::NotFoundDependency(_) => {
+                ErrorKind::NotFound
+            }
+            ContainerError::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            ContainerError::NameTaken { .. } => ErrorKind::AlreadyExists,
+            ContainerError::WrongState { .. } => ErrorKind::FailedPrecondition,
+            ContainerError::Spec(e) => e.kind(),
+            ContainerError::Cgroup(e) => e.kind(),
+            ContainerError::Monitor(e) => e.kind(),
+            ContainerError::Image(e) => e.kind(),
+            ContainerError::Pod(e) => e.kind(),
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+fn io_context(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let context = context.into();
+    move |source| ContainerError::Io { context, source }
+}
+
+fn container_name_key(pod_id: &str, meta: &cri::ContainerMetadata) -> String {
+    format!("{pod_id}_{}_{}", meta.name, meta.attempt)
+}
+
+/// Where a container's processes and files live.
+struct Paths {
+    state: PathBuf,
+    data: PathBuf,
+}
+
+impl Paths {
+    fn socket(&self) -> PathBuf {
+        self.state.join("m.sock")
+    }
+    fn exit_file(&self) -> PathBuf {
+        self.state.join("exit.json")
+    }
+    fn rootfs(&self) -> PathBuf {
+        self.state.join("rootfs")
+    }
+    fn upper(&self) -> PathBuf {
+        self.data.join("upper")
+    }
+    fn work(&self) -> PathBuf {
+        self.data.join("work")
+    }
+}
+
+impl Runtime {
+    fn paths(&self, id: &str) -> Paths {
+        Paths {
+            state: self.container_state_dir(id),
+            data: self.container_data_dir(id),
+        }
+    }
+
+    pub async fn create_container(
+        &self,
+        pod_id: &str,
+        config: cri::ContainerConfig,
+        sandbox_config: Option<cri::PodSandboxConfig>,
+    ) -> Result<String, ContainerError> {
+        let pod = self.pod(pod_id).map_err(Box::new)?;
+        if pod.state != PodState::Ready {
+            return Err(ContainerError::Pod(Box::new(super::PodError::NotReady {
+                id: pod.id.clone(),
+            })));
+        }
+        let meta = config
+            .metadata
+            .clone()
+            .filter(|m| !m.name.is_empty())
+            .ok_or_else(|| ContainerError::InvalidArgument("container metadata.name is required".into()))?;
+        let key = container_name_key(&pod.id, &meta);
+        let builder = match self.container_names.reserve(&key) {
+            names::Reserved::Wait(rx) => {
+                return names::wait(rx).await.map_err(ContainerError::Build);
+            }
+            names::Reserved::Build(b) => b,
+        };
+        let existing = self.store.read()?.containers()?.into_iter().find(|c| {
+            c.pod_id == pod.id
+                && c.container_config().metadata.as_ref().map(|m| container_name_key(&pod.id, m))
+                    == Some(key.clone())
+        });
+        if let Some(existing) = existing {
+            builder.finish(Err(format!("name {key} is taken")));
+            return Err(ContainerError::NameTaken {
+                name: key,
+                id: existing.id,
+            });
+        }
+        let sandbox_config = sandbox_config.unwrap_or_else(|| pod.sandbox_config());
+        let outcome = self.build_container(&pod, config, &sandbox_config).await;
+        builder.finish(outcome.as_ref().map(Clone::clone).map_err(ToString::to_string));
+        outcome
+    }
+
+    async fn build_container(
+        &self,
+        pod: &crate::store::PodRecord,
+        config: cri::ContainerConfig,
+        sandbox_config: &cri::PodSandboxConfig,
+    ) -> Result<String, ContainerError> {
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| ContainerError::InvalidArgument("container image is required".into()))?;
+        let image = self.images.find(&image_name)?.ok_or_else(|| {
+            ContainerError::NotFoundDependency(format!("image {image_name} not found"))
+        })?;
+        // Held until the record names the layers, so image removal cannot take them meanwhile.
+        let _lease = self.images.layer_cache().lease(&image.layers);
+        let read = self.store.read()?;
+        let mut lower = Vec::with_capacity(image.layers.len());
+        for chain_id in &image.layers {
+            let layer = read.layer(&chain_id.to_string())?.ok_or_else(|| {
+                ContainerError::NotFoundDependency(format!(
+                    "layer {chain_id} of image {image_name} is missing; pull the image again"
+                ))
+            })?;
+            lower.push(self.images.layer_cache().dir_of(&layer));
+        }
+        drop(read);
+
+        let id = new_id();
+        let paths = self.paths(&id);
+        let log_path = match (&sandbox_config.log_directory, &config.log_path) {
+            (dir, path) if !dir.is_empty() && !path.is_empty() => {
+                Path::new(dir).join(path).to_string_lossy().into_owned()
+            }
+            _ => String::new(),
+        };
+        let cgroup_parent = self.pod_cgroup_parent(pod);
+        let cgroup_path = format!("{}/{}", cgroup_parent.trim_end_matches('/'), id);
+        let result = self
+            .launch(
+                &id,
+                pod,
+                &config,
+                sandbox_config,
+                &image,
+                lower,
+                &paths,
+                &log_path,
+                &cgroup_path,
+            )
+            .await;
+        let pid = match result {
+            Ok(pid) => pid,
+            Err(e) => {
+                self.discard(&paths, &cgroup_path);
+                return Err(e);
+            }
+        };
+        let record = ContainerRecord {
+            id: id.clone(),
+            pod_id: pod.id.clone(),
+            config: config.encode_to_vec(),
+            image_id: image.id.to_string(),
+            image_ref: image_name,
+            layers: image.layers.clone(),
+            state: ContainerState::Created,
+            created_at: now_nanos(),
+            started_at: 0,
+            pid,
+            exit: None,
+            log_path,
+            cgroup_path,
+        };
+        self.store.write(|t| t.put_container(&record))?;
+        tracing::info!(container = %id, pod = %pod.id, "container created");
+        Ok(id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn launch(
+        &self,
+        id: &str,
+        pod: &crate::store::PodRecord,
+        config: &cri::ContainerConfig,
+        sandbox_config: &cri::PodSandboxConfig,
+        image: &crate::store::ImageRecord,
+        lower: Vec<PathBuf>,
+        paths: &Paths,
+        log_path: &str,
+        cgroup_path: &str,
+    ) -> Result<i32, ContainerError> {
+        for dir in [paths.upper(), paths.work(), paths.rootfs()] {
+            std::fs::create_dir_all(&dir).map_err(io_context(format!("creating {}", dir.display())))?;
+        }
+        let image_config: oci_spec::image::ImageConfiguration =
+            serde_json::from_str(&image.config).map_err(|e| {
+                ContainerError::InvalidArgument(format!("image {} config: {e}", image.id))
+            })?;
+        let pod_files = super::pod_files::PodFiles::new(self.pod_dir(&pod.id));
+        let ns_path = |ns: &str| Runtime::pod_namespace_path(pod, ns).map(PathBuf::from);
+        let pod_ns = super::pod::PodNamespaces::of(sandbox_config);
+        let pod_paths = crate::spec::PodPaths {
+            net_ns: (!pod_ns.host_network).then(|| ns_path("net")).flatten(),
+            ipc_ns: (!pod_ns.host_ipc).then(|| ns_path("ipc")).flatten(),
+            uts_ns: (!pod_ns.host_network).then(|| ns_path("uts")).flatten(),
+            pid_ns: (!pod_ns.host_pid).then(|| ns_path("pid")).flatten(),
+            user_ns: None,
+            hostname_file: Some(pod_files.hostname()),
+            hosts_file: Some(pod_files.hosts()),
+            resolv_conf_file: Some(pod_files.resolv_conf()),
+            shm_dir: Some(if pod_ns.host_ipc {
+                PathBuf::from("/dev/shm")
+            } else {
+                pod_files.shm()
+            }),
+        };
+        let layout = crate::cgroups::CgroupLayout::detect();
+        let image_volumes = HashMap::new();
+        let rootfs = paths.rootfs();
+        let spec_input = crate::spec::SpecInput {
+            container: config,
+            pod: sandbox_config,
+            image: &image_config,
+            layers: &lower,
+            pod_paths: &pod_paths,
+            rootfs: &rootfs,
+            target_pid: None,
+            seccomp_root: &self.seccomp_root,
+            cgroups_path: cgroup_path,
+            host_allows_negative_oom_score_adj: self.host_allows_negative_oom_score_adj,
+            swap_controller_available: layout.swap_available(),
+            image_volumes: &image_volumes,
+        };
+        let spec = crate::spec::container_spec(&spec_input)?;
+        let resources = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default();
+        let cgroup = Cgroup::create(cgroup_path, &resources)?;
+        let monitor_config = crate::monitor::MonitorConfig {
+            id: id.to_owned(),
+            init: crate::launcher::InitConfig {
+                spec,
+                rootfs: crate::launcher::Rootfs::Overlay {
+                    lower,
+                    upper: paths.upper(),
+                    work: paths.work(),
+                },
+                cgroup_procs: cgroup.procs_files(),
+            },
+            log_path: (!log_path.is_empty()).then(|| PathBuf::from(log_path)),
+            tty: config.tty,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            socket_path: paths.socket(),
+            exit_file: paths.exit_file(),
+            memory_cgroup_dirs: cgroup
+                .dirs()
+                .iter()
+                .filter(|d| d.join("memory.events").exists() || d.join("memory.oom_control").exists())
+                .cloned()
+                .collect(),
+        };
+        let config_path = paths.state.join("monitor.json");
+        let created =
+            crate::monitor::client::spawn_monitor(&self.binary, &monitor_config, &config_path)
+                .await?;
+        Ok(created.pid)
+    }
+
+    /// Best-effort removal of whatever a failed or removed container left.
+    fn discard(&self, paths: &Paths, cgroup_path: &str) {
+        if let Ok(cg) = Cgroup::open(cgroup_path) {
+            let _ = cg.kill_all();
+            if let Err(e) = cg.delete() {
+                tracing::warn!(cgroup = cgroup_path, error = %e, "deleting cgroup");
+            }
+        }
+        for dir in [&paths.state, &paths.data] {
+            if let Err(e) = std::fs::remove_dir_all(dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing container files");
+            }
+        }
+    }
+
+    pub fn container(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
+        if id.is_empty() {
+            return Err(ContainerError::InvalidArgument("container id is required".into()));
+        }
+        let read = self.store.read()?;
+        if let Some(c) = read.container(id)? {
+            return Ok(c);
+        }
+        let mut matches = read
+            .containers()?
+            .into_iter()
+            .filter(|c| c.id.starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some(c), None) => Ok(c),
+            _ => Err(ContainerError::NotFound(id.to_owned())),
+        }
+    }
+
+    pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<(), ContainerError> {
+        let guard = self.transitions.lock().await;
+        let record = self.container(id)?;
+        if record.state != ContainerState::Created {
+            return Err(ContainerError::WrongState {
+                id: record.id,
+                state: record.state,
+                wanted: "only a created container can be started",
+            });
+        }
+        let paths = self.paths(&record.id);
+        let mut client = MonitorClient::connect(&paths.socket()).await?;
+        if let Err(e) = client.start().await {
+            let exit = ExitInfo {
+                exit_code: 128,
+                finished_at: now_nanos(),
+                reason: "StartError".into(),
+                message: e.to_string(),
+            };
+            self.store.write(|t| {
+                let mut r = record.clone();
+                r.state = ContainerState::Exited;
+                r.exit = Some(exit);
+                t.put_container(&r)
+            })?;
+            return Err(e.into());
+        }
+        self.store.write(|t| {
+            let mut r = record.clone();
+            r.state = ContainerState::Running;
+            r.started_at = now_nanos();
+            t.put_container(&r)
+        })?;
+        drop(guard);
+        self.watch_exit(record.id.clone());
+        tracing::info!(container = %record.id, "container started");
+        Ok(())
+    }
+
+    /// Records the container's exit when its monitor reports it.
+    fn watch_exit(self: &Arc<Self>, id: String) {
+        let runtime = self.clone();
+        tokio::spawn(async move {
+            let paths = runtime.paths(&id);
+            let status = match MonitorClient::connect(&paths.socket()).await {
+                Ok(mut client) => client.wait().await.ok(),
+                Err(_) => None,
+            };
+            let status = status.or_else(|| crate::monitor::client::read_exit_file(&paths.exit_file()));
+            if let Err(e) = runtime.record_exit(&id, status).await {
+                tracing::error!(container = %id, error = %e, "recording container exit");
+            }
+        });
+    }
+
+    async fn record_exit(&self, id: &str, status: Option<ExitStatus>) -> Result<(), ContainerError> {
+        let _guard = self.transitions.lock().await;
+        let Some(mut record) = self.store.read()?.container(id)? else {
+            return Ok(()); // removed meanwhile
+        };
+        if record.state == ContainerState::Exited {
+            return Ok(());
+        }
+        let exit = match status {
+            Some(s) => ExitInfo {
+                exit_code: s.exit_code,
+                finished_at: s.exited_at,
+                reason: if s.oom_killed {
+                    "OOMKilled".into()
+                } else if s.exit_code == 0 {
+                    "Completed".into()
+                } else {
+                    "Error".into()
+                },
+                message: String::new(),
+            },
+            None => ExitInfo {
+                exit_code: 255,
+                finished_at: now_nanos(),
+                reason: "Unknown".into(),
+                message: "the container's monitor is gone and left no exit status".into(),
+            },
+        };
+        tracing::info!(container = %id, exit_code = exit.exit_code, reason = %exit.reason, "container exited");
+        record.state = ContainerState::Exited;
+        record.exit = Some(exit);
+        self.store.write(|t| t.put_container(&record))?;
+        Ok(())
+    }
+
+    pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<(), ContainerError> {
+        let record = self.container(id)?;
+        if !matches!(record.state, ContainerState::Running | ContainerState::Created) {
+            return Ok(());
+        }
+        let paths = self.paths(&record.id);
+        if record.state == ContainerState::Running && timeout_secs > 0 {
+            let signal = self.stop_signal(&record);
+            if let Ok(mut client) = MonitorClient::connect(&paths.socket()).await {
+                let _ = client.signal(signal).await;
+            }
+            if self
+                .wait_exited(&record.id, Duration::from_secs(timeout_secs as u64))
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        // Every process of the container, not only its init (shared pid namespaces, daemons
+        // that escaped the init's process group).
+        if let Ok(cg) = Cgroup::open(&record.cgroup_path) {
+            cg.kill_all()?;
+        }
+        if let Ok(mut client) = MonitorClient::connect(&paths.socket()).await {
+            let _ = client.signal(libc::SIGKILL).await;
+        }
+        if !self.wait_exited(&record.id, KILL_GRACE).await? {
+            // The monitor is gone: take what it left.
+            let status = crate::monitor::client::read_exit_file(&paths.exit_file());
+            self.record_exit(&record.id, status).await?;
+        }
+        tracing::info!(container = %record.id, "container stopped");
+        Ok(())
+    }
+
+    /// Polls until the exit watcher has recorded the exit; false on timeout.
+    async fn wait_exited(&self, id: &str, timeout: Duration) -> Result<bool, ContainerError> {
+        let paths = self.paths(id);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let status = tokio::time::timeout_at(deadline, async {
+            match MonitorClient::connect(&paths.socket()).await {
+                Ok(mut client) => client.wait().await.ok(),
+                Err(_) => None,
+            }
+        })
+        .await;
+        match status {
+            Ok(Some(status)) => {
+                self.record_exit(id, Some(status)).await?;
+                Ok(true)
+            }
+            Ok(None) => {
+                let status = crate::monitor::client::read_exit_file(&paths.exit_file());
+                let found = status.is_some();
+                if found {
+                    self.record_exit(id, status).await?;
+                }
+                Ok(found)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    fn stop_signal(&self, record: &ContainerRecord) -> i32 {
+        let config = record.container_config();
+        let cri_signal = cri::Signal::try_from(config.stop_signal).unwrap_or(cri::Signal::RuntimeDefault);
+        if cri_signal != cri::Signal::RuntimeDefault
+            && let Some(sig) = signal_number(cri_signal.as_str_name())
+        {
+            return sig;
+        }
+        let image_signal = self
+            .images
+            .find(&record.image_id)
+            .ok()
+            .flatten()
+            .and_then(|i| {
+                serde_json::from_str::<serde_json::Value>(&i.config)
+                    .ok()?
+                    .pointer("/config/StopSignal")?
+                    .as_str()
+                    .map(str::to_owned)
+            });
+        image_signal
+            .and_then(|s| signal_number(&s))
+            .unwrap_or(libc::SIGTERM)
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<(), ContainerError> {
+        let record = match self.container(id) {
+            Ok(r) => r,
+            Err(ContainerError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if matches!(record.state, ContainerState::Running | ContainerState::Created) {
+            self.stop_container(&record.id, 0).await?;
+        }
+        let paths = self.paths(&record.id);
+        self.discard(&paths, &record.cgroup_path);
+        self.store.write(|t| t.delete_container(&record.id))?;
+        self.images
+            .layer_cache()
+            .collect_garbage(&record.layers, layer_in_use)?;
+        tracing::info!(container = %record.id, "container removed");
+        Ok(())
+    }
+
+    pub fn container_status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<cri::ContainerStatusResponse, ContainerError> {
+        let record = self.container(id)?;
+        let config = record.container_config();
+        let exit = record.exit.clone();
+        let image_ref = self
+            .images
+            .find(&record.image_id)
+            .ok()
+            .flatten()
+            .and_then(|i| i.repo_digests.first().cloned())
+            .unwrap_or_else(|| record.image_id.clone());
+        let status = cri::ContainerStatus {
+            id: record.id.clone(),
+            metadata: config.metadata.clone(),
+            state: cri_state(record.state) as i32,
+            created_at: record.created_at,
+            started_at: record.started_at,
+            finished_at: exit.as_ref().map(|e| e.finished_at).unwrap_or_default(),
+            exit_code: exit.as_ref().map(|e| e.exit_code).unwrap_or_default(),
+            image: Some(cri::ImageSpec {
+                image: record.image_ref.clone(),
+                annotations: config
+                    .image
+                    .as_ref()
+                    .map(|i| i.annotations.clone())
+                    .unwrap_or_default(),
+                ..Default::default()
+            }),
+            image_ref,
+            reason: exit.as_ref().map(|e| e.reason.clone()).unwrap_or_default(),
+            message: exit.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+            labels: config.labels.clone(),
+            annotations: config.annotations.clone(),
+            mounts: config.mounts.clone(),
+            log_path: record.log_path.clone(),
+            resources: config.linux.as_ref().and_then(|l| {
+                l.resources.clone().map(|r| cri::ContainerResources {
+                    linux: Some(r),
+                    ..Default::default()
+                })
+            }),
+            image_id: record.image_id.clone(),
+            user: None,
+            stop_signal: config.stop_signal,
+        };
+        let mut info = HashMap::new();
+        if verbose {
+            let paths = self.paths(&record.id);
+            let doc = serde_json::json!({
+                "pid": record.pid,
+                "sandboxID": record.pod_id,
+                "cgroupPath": record.cgroup_path,
+                "upperDir": paths.upper(),
+                "monitorSocket": paths.socket(),
+            });
+            info.insert("info".to_owned(), doc.to_string());
+        }
+        Ok(cri::ContainerStatusResponse {
+            status: Some(status),
+            info,
+        })
+    }
+
+    pub fn list_containers(
+        &self,
+        filter: Option<cri::ContainerFilter>,
+    ) -> Result<Vec<cri::Container>, ContainerError> {
+        let filter = filter.unwrap_or_default();
+        let mut out = Vec::new();
+        for record in self.store.read()?.containers()? {
+            if !filter.id.is_empty() && !record.id.starts_with(&filter.id) {
+                continue;
+            }
+            if !filter.pod_sandbox_id.is_empty() && !record.pod_id.starts_with(&filter.pod_sandbox_id) {
+                continue;
+            }
+            let state = cri_state(record.state);
+            if let Some(s) = &filter.state
+                && s.state != state as i32
+            {
+                continue;
+            }
+            let config = record.container_config();
+            if !labels_match(&config.labels, &filter.label_selector) {
+                continue;
+            }
+            out.push(cri::Container {
+                id: record.id.clone(),
+                pod_sandbox_id: record.pod_id.clone(),
+                metadata: config.metadata.clone(),
+                image: Some(cri::ImageSpec {
+                    image: record.image_ref.clone(),
+                    ..Default::default()
+                }),
+                image_ref: record.image_id.clone(),
+                state: state as i32,
+                created_at: record.created_at,
+                labels: config.labels.clone(),
+                annotations: config.annotations.clone(),
+                image_id: record.image_id.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// After a daemon restart: reattach to live monitors, and take the exit status of
+    /// containers that ended while the daemon was down.
+    pub(super) async fn recover_containers(self: &Arc<Self>) -> Result<(), ContainerError> {
+        for record in self.store.read()?.containers()? {
+            let paths = self.paths(&record.id);
+            match record.state {
+                ContainerState::Running => self.watch_exit(record.id.clone()),
+                ContainerState::Created => {
+                    if MonitorClient::connect(&paths.socket()).await.is_err() {
+                        let status = crate::monitor::client::read_exit_file(&paths.exit_file());
+                        self.record_exit(&record.id, status).await?;
+                    }
+                }
+                ContainerState::Exited | ContainerState::Unknown => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn cri_state(state: ContainerState) -> cri::ContainerState {
+    match state {
+        ContainerState::Created => cri::ContainerState::ContainerCreated,
+        ContainerState::Running => cri::ContainerState::ContainerRunning,
+        ContainerState::Exited => cri::ContainerState::ContainerExited,
+        ContainerState::Unknown => cri::ContainerState::ContainerUnknown,
+    }
+}
+
+/// A signal by name (`SIGTERM`, `TERM`, `SIGRTMIN+3`, `SIGRTMINPLUS3`) or number.
+pub fn signal_number(name: &str) -> Option<i32> {
+    if let Ok(n) = name.parse::<i32>() {
+        return (n > 0 && n < 65).then_some(n);
+    }
+    let upper = name.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    if let Some(offset) = name
+        .strip_prefix("SIGRTMINPLUS")
+        .or_else(|| name.strip_prefix("SIGRTMIN+"))
+    {
+        return offset.parse::<i32>().ok().map(|o| libc::SIGRTMIN() + o);
+    }
+    if name == "SIGRTMIN" {
+        return Some(libc::SIGRTMIN());
+    }
+    match name.as_str() {
+        "SIGCLD" => return Some(libc::SIGCHLD),
+        "SIGPOLL" => return Some(libc::SIGIO),
+        "SIGIOT" => return Some(libc::SIGABRT),
+        _ => {}
+    }
+    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_number("SIGTERM"), Some(libc::SIGTERM));
+        assert_eq!(signal_number("QUIT"), Some(libc::SIGQUIT));
+        assert_eq!(signal_number("9"), Some(9));
+        assert_eq!(signal_number("SIGRTMINPLUS2"), Some(libc::SIGRTMIN() + 2));
+        assert_eq!(signal_number("SIGRTMIN+1"), Some(libc::SIGRTMIN() + 1));
+        assert_eq!(signal_number("SIGBOGUS"), None);
+    }
+}

@@ -1,0 +1,146 @@
+//! Pods and containers: the state behind `RuntimeService`. Records live in the store (so they
+//! survive a daemon restart); processes are the pod-init holding each pod's namespaces and one
+//! monitor per container, neither of them a child of the daemon, so both outlive it. On start
+//! the daemon reconciles records with what still runs ([`Runtime::recover`]).
+
+mod container;
+mod names;
+mod pod;
+pub mod pod_files;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use prost::Message;
+
+pub use container::ContainerError;
+pub use pod::PodError;
+
+use crate::config::Config;
+use crate::cri::v1 as cri;
+use crate::image::Images;
+use crate::store::{ContainerRecord, PodRecord, Store};
+
+pub struct Runtime {
+    store: Arc<Store>,
+    images: Arc<Images>,
+    /// Our own binary, re-executed as monitor, pod-init and exec helper.
+    binary: PathBuf,
+    state_dir: PathBuf,
+    root_dir: PathBuf,
+    pod_names: names::Reservations,
+    container_names: names::Reservations,
+    /// cgroup parent of pods that name none.
+    default_cgroup_parent: String,
+    /// Relative `Localhost` seccomp profiles are looked up here.
+    seccomp_root: PathBuf,
+    /// Whether this host lets us lower `oom_score_adj` (needs CAP_SYS_RESOURCE).
+    host_allows_negative_oom_score_adj: bool,
+    /// Serialises state transitions of containers (start/stop/remove/exit).
+    transitions: tokio::sync::Mutex<()>,
+}
+
+impl Runtime {
+    pub fn new(config: &Config, store: Arc<Store>, images: Arc<Images>) -> std::io::Result<Self> {
+        let binary = std::env::current_exe()?;
+        Ok(Self {
+            store,
+            images,
+            binary,
+            state_dir: config.state.clone(),
+            root_dir: config.root.clone(),
+            pod_names: names::Reservations::default(),
+            container_names: names::Reservations::default(),
+            seccomp_root: config.root.join("seccomp"),
+            default_cgroup_parent: config.runtime.cgroup_parent.clone(),
+            host_allows_negative_oom_score_adj: has_cap_sys_resource(),
+            transitions: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn pod_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join("pods").join(id)
+    }
+
+    /// Short (`c/`) because the monitor's socket lives here and unix socket paths are limited
+    /// to 108 bytes.
+    fn container_state_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join("c").join(id)
+    }
+
+    fn container_data_dir(&self, id: &str) -> PathBuf {
+        self.root_dir.join("containers").join(id)
+    }
+}
+
+/// A fresh 64-hex-digit id, like other runtimes use.
+pub fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+impl PodRecord {
+    pub fn sandbox_config(&self) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig::decode(self.config.as_slice()).unwrap_or_default()
+    }
+}
+
+impl ContainerRecord {
+    pub fn container_config(&self) -> cri::ContainerConfig {
+        cri::ContainerConfig::decode(self.config.as_slice()).unwrap_or_default()
+    }
+}
+
+/// Matches a CRI label selector: every selector pair must be present with the same value.
+pub fn labels_match(
+    labels: &std::collections::HashMap<String, String>,
+    selector: &std::collections::HashMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+}
+
+impl crate::error::Classify for RecoverError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Internal
+    }
+}
+
+impl Runtime {
+    /// Reconciles stored pods and containers with the processes that still run. Each object is
+    /// handled on its own; one that cannot be reconciled is logged, not fatal.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), RecoverError> {
+        self.recover_pods()?;
+        self.recover_containers().await?;
+        Ok(())
+    }
+}
+
+/// capability(7) number of CAP_SYS_RESOURCE.
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Whether we hold CAP_SYS_RESOURCE (needed to lower oom_score_adj below our own).
+fn has_cap_sys_resource() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}

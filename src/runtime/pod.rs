@@ -1,0 +1,427 @@
+//! Pod sandboxes without an infra image: `strata pod-init` holds the pod's namespaces (and is
+//! PID 1 of a shared pid namespace), so starting a pod never pulls anything.
+
+use std::collections::HashMap;
+
+use prost::Message;
+
+use super::pod_files::{PodFiles, PodFilesError};
+use super::{Runtime, labels_match, names, new_id, now_nanos};
+use crate::cri::v1 as cri;
+use crate::error::{Classify, ErrorKind};
+use crate::store::{PodRecord, PodState, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("pod sandbox {0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("pod sandbox name {name} is already used by pod {id}")]
+    NameTaken { name: String, id: String },
+    #[error("pod sandbox {id} is not ready")]
+    NotReady { id: String },
+    #[error("creating pod sandbox: {0}")]
+    Build(String),
+    #[error(transparent)]
+    Files(#[from] PodFilesError),
+    #[error("pod sandbox namespaces: {0}")]
+    PodInit(#[from] crate::podinit::PodInitError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Container(#[from] Box<super::ContainerError>),
+}
+
+impl Classify for PodError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PodError::NotFound(_) => ErrorKind::NotFound,
+            PodError::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            PodError::NameTaken { .. } => ErrorKind::AlreadyExists,
+            PodError::NotReady { .. } => ErrorKind::FailedPrecondition,
+            PodError::Container(e) => e.kind(),
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+/// How the pod uses each namespace, from its security context.
+pub struct PodNamespaces {
+    pub host_network: bool,
+    pub host_ipc: bool,
+    pub host_pid: bool,
+    /// Containers share one pid namespace (held by pod-init).
+    pub shared_pid: bool,
+}
+
+impl PodNamespaces {
+    pub fn of(config: &cri::PodSandboxConfig) -> Self {
+        let opts = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref());
+        let mode = |m: Option<i32>| m.and_then(|m| cri::NamespaceMode::try_from(m).ok());
+        let network = mode(opts.map(|o| o.network));
+        let ipc = mode(opts.map(|o| o.ipc));
+        let pid = mode(opts.map(|o| o.pid));
+        Self {
+            host_network: network == Some(cri::NamespaceMode::Node),
+            host_ipc: ipc == Some(cri::NamespaceMode::Node),
+            host_pid: pid == Some(cri::NamespaceMode::Node),
+            shared_pid: pid == Some(cri::NamespaceMode::Pod),
+        }
+    }
+}
+
+/// The key that makes a pod name unique, as kubelet builds it.
+fn pod_name_key(meta: &cri::PodSandboxMetadata) -> String {
+    format!("{}_{}_{}_{}", meta.name, meta.namespace, meta.uid, meta.attempt)
+}
+
+impl Runtime {
+    pub async fn run_pod(
+        &self,
+        config: cri::PodSandboxConfig,
+        runtime_handler: String,
+    ) -> Result<String, PodError> {
+        let meta = config
+            .metadata
+            .clone()
+            .ok_or_else(|| PodError::InvalidArgument("pod sandbox metadata is required".into()))?;
+        if meta.name.is_empty() || meta.namespace.is_empty() || meta.uid.is_empty() {
+            return Err(PodError::InvalidArgument(
+                "pod sandbox metadata needs name, namespace and uid".into(),
+            ));
+        }
+        if !runtime_handler.is_empty() && runtime_handler != "strata" && runtime_handler != "runc" {
+            return Err(PodError::InvalidArgument(format!(
+                "unknown runtime handler `{runtime_handler}`"
+            )));
+        }
+        let key = pod_name_key(&meta);
+        let builder = match self.pod_names.reserve(&key) {
+            names::Reserved::Wait(rx) => return names::wait(rx).await.map_err(PodError::Build),
+            names::Reserved::Build(b) => b,
+        };
+        if let Some(existing) = self
+            .store
+            .read()?
+            .pods()?
+            .into_iter()
+            .find(|p| p.sandbox_config().metadata.as_ref().map(pod_name_key) == Some(key.clone()))
+        {
+            builder.finish(Err(format!("name {key} is taken")));
+            return Err(PodError::NameTaken {
+                name: key,
+                id: existing.id,
+            });
+        }
+        let outcome = self.build_pod(config, runtime_handler).await;
+        builder.finish(outcome.as_ref().map(Clone::clone).map_err(ToString::to_string));
+        outcome
+    }
+
+    async fn build_pod(
+        &self,
+        config: cri::PodSandboxConfig,
+        runtime_handler: String,
+    ) -> Result<String, PodError> {
+        let id = new_id();
+        let ns = PodNamespaces::of(&config);
+        let files = PodFiles::new(self.pod_dir(&id));
+        let result = async {
+            files.create(&config, ns.host_ipc)?;
+            let hostname = (!ns.host_network && !config.hostname.is_empty())
+                .then(|| config.hostname.clone());
+            let init = crate::podinit::PodInitConfig {
+                new_net: !ns.host_network,
+                new_ipc: !ns.host_ipc,
+                new_uts: !ns.host_network,
+                // Like a pause container, pod-init always gets its own pid namespace (unless
+                // hostPID); containers with pid mode POD join it, CONTAINER ones get their own.
+                new_pid: !ns.host_pid,
+                hostname,
+            };
+            let pid = crate::podinit::spawn(&self.binary, &init).await?;
+            let cgroup_parent = config
+                .linux
+                .as_ref()
+                .map(|l| l.cgroup_parent.clone())
+                .unwrap_or_default();
+            let record = PodRecord {
+                id: id.clone(),
+                config: config.encode_to_vec(),
+                state: PodState::Ready,
+                created_at: now_nanos(),
+                runtime_handler,
+                init_pid: pid,
+                init_start_time: process_start_time(pid).unwrap_or_default(),
+                netns_path: if ns.host_network {
+                    String::new()
+                } else {
+                    format!("/proc/{pid}/ns/net")
+                },
+                ips: Vec::new(),
+                cgroup_parent,
+            };
+            self.store.write(|t| t.put_pod(&record))?;
+            Ok::<_, PodError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = files.remove();
+            return Err(e);
+        }
+        tracing::info!(pod = %id, "pod sandbox ready");
+        Ok(id)
+    }
+
+    pub fn pod(&self, id: &str) -> Result<PodRecord, PodError> {
+        self.find_pod(id)?
+            .ok_or_else(|| PodError::NotFound(id.to_owned()))
+    }
+
+    /// A pod by full id or unique id prefix.
+    pub fn find_pod(&self, id: &str) -> Result<Option<PodRecord>, PodError> {
+        if id.is_empty() {
+            return Err(PodError::InvalidArgument("pod sandbox id is required".into()));
+        }
+        let read = self.store.read()?;
+        if let Some(pod) = read.pod(id)? {
+            return Ok(Some(pod));
+        }
+        let matches: Vec<_> = read
+            .pods()?
+            .into_iter()
+            .filter(|p| p.id.starts_with(id))
+            .collect();
+        Ok(if matches.len() == 1 {
+            matches.into_iter().next()
+        } else {
+            None
+        })
+    }
+
+    /// The cgroup under which the pod's containers live: kubelet's `cgroup_parent`, or a
+    /// per-pod cgroup under the configured default (which the pod's removal deletes).
+    pub(super) fn pod_cgroup_parent(&self, pod: &PodRecord) -> String {
+        if pod.cgroup_parent.is_empty() {
+            format!("{}/{}", self.default_cgroup_parent.trim_end_matches('/'), pod.id)
+        } else {
+            pod.cgroup_parent.clone()
+        }
+    }
+
+    /// Paths of the pod's namespaces for its containers to join (None: the host's).
+    pub fn pod_namespace_path(pod: &PodRecord, ns: &str) -> Option<String> {
+        (pod.init_pid > 0).then(|| format!("/proc/{}/ns/{ns}", pod.init_pid))
+    }
+
+    pub async fn stop_pod(&self, id: &str) -> Result<(), PodError> {
+        let pod = self.pod(id)?;
+        for container in self.store.read()?.containers()? {
+            if container.pod_id == pod.id {
+                self.stop_container(&container.id, 0)
+                    .await
+                    .map_err(|e| PodError::Container(Box::new(e)))?;
+            }
+        }
+        kill_pod_init(&pod);
+        PodFiles::new(self.pod_dir(&pod.id)).release()?;
+        self.store.write(|t| {
+            if let Some(mut p) = t.pod(&pod.id)? {
+                p.state = PodState::NotReady;
+                p.init_pid = 0;
+                t.put_pod(&p)?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        tracing::info!(pod = %pod.id, "pod sandbox stopped");
+        Ok(())
+    }
+
+    pub async fn remove_pod(&self, id: &str) -> Result<(), PodError> {
+        let Some(pod) = self.find_pod(id)? else {
+            return Ok(()); // already removed
+        };
+        for container in self.store.read()?.containers()? {
+            if container.pod_id == pod.id {
+                self.remove_container(&container.id)
+                    .await
+                    .map_err(|e| PodError::Container(Box::new(e)))?;
+            }
+        }
+        kill_pod_init(&pod);
+        PodFiles::new(self.pod_dir(&pod.id)).remove()?;
+        if pod.cgroup_parent.is_empty()
+            && let Ok(cg) = crate::cgroups::Cgroup::open(&self.pod_cgroup_parent(&pod))
+            && let Err(e) = cg.delete()
+        {
+            tracing::warn!(pod = %pod.id, error = %e, "deleting the pod's cgroup");
+        }
+        self.store.write(|t| t.delete_pod(&pod.id))?;
+        tracing::info!(pod = %pod.id, "pod sandbox removed");
+        Ok(())
+    }
+
+    pub fn pod_status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<cri::PodSandboxStatusResponse, PodError> {
+        let pod = self.pod(id)?;
+        let config = pod.sandbox_config();
+        let ns = PodNamespaces::of(&config);
+        let mode = |host: bool, pod_mode: cri::NamespaceMode| {
+            if host {
+                cri::NamespaceMode::Node as i32
+            } else {
+                pod_mode as i32
+            }
+        };
+        let pid_mode = if ns.host_pid {
+            cri::NamespaceMode::Node
+        } else if ns.shared_pid {
+            cri::NamespaceMode::Pod
+        } else {
+            cri::NamespaceMode::Container
+        };
+        let status = cri::PodSandboxStatus {
+            id: pod.id.clone(),
+            metadata: config.metadata.clone(),
+            state: pod_state(&pod) as i32,
+            created_at: pod.created_at,
+            network: Some(cri::PodSandboxNetworkStatus {
+                ip: pod.ips.first().cloned().unwrap_or_default(),
+                additional_ips: pod
+                    .ips
+                    .iter()
+                    .skip(1)
+                    .map(|ip| cri::PodIp { ip: ip.clone() })
+                    .collect(),
+            }),
+            linux: Some(cri::LinuxPodSandboxStatus {
+                namespaces: Some(cri::Namespace {
+                    options: Some(cri::NamespaceOption {
+                        network: mode(ns.host_network, cri::NamespaceMode::Pod),
+                        pid: pid_mode as i32,
+                        ipc: mode(ns.host_ipc, cri::NamespaceMode::Pod),
+                        ..Default::default()
+                    }),
+                }),
+            }),
+            labels: config.labels.clone(),
+            annotations: config.annotations.clone(),
+            runtime_handler: pod.runtime_handler.clone(),
+        };
+        let mut info = HashMap::new();
+        if verbose {
+            let doc = serde_json::json!({
+                "pid": pod.init_pid,
+                "netnsPath": pod.netns_path,
+                "cgroupParent": pod.cgroup_parent,
+                "podDir": self.pod_dir(&pod.id),
+            });
+            info.insert("info".to_owned(), doc.to_string());
+        }
+        Ok(cri::PodSandboxStatusResponse {
+            status: Some(status),
+            info,
+            ..Default::default()
+        })
+    }
+
+    pub fn list_pods(
+        &self,
+        filter: Option<cri::PodSandboxFilter>,
+    ) -> Result<Vec<cri::PodSandbox>, PodError> {
+        let filter = filter.unwrap_or_default();
+        let mut out = Vec::new();
+        for pod in self.store.read()?.pods()? {
+            let config = pod.sandbox_config();
+            if !filter.id.is_empty() && !pod.id.starts_with(&filter.id) {
+                continue;
+            }
+            let state = pod_state(&pod);
+            if let Some(s) = &filter.state
+                && s.state != state as i32
+            {
+                continue;
+            }
+            if !labels_match(&config.labels, &filter.label_selector) {
+                continue;
+            }
+            out.push(cri::PodSandbox {
+                id: pod.id.clone(),
+                metadata: config.metadata.clone(),
+                state: state as i32,
+                created_at: pod.created_at,
+                labels: config.labels.clone(),
+                annotations: config.annotations.clone(),
+                runtime_handler: pod.runtime_handler.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// After a daemon restart: a Ready pod whose pod-init died is NotReady.
+    pub(super) fn recover_pods(&self) -> Result<(), PodError> {
+        for pod in self.store.read()?.pods()? {
+            if pod.state == PodState::Ready && !pod_init_alive(&pod) {
+                tracing::warn!(pod = %pod.id, "pod-init is gone; pod is not ready");
+                self.store.write(|t| {
+                    let mut p = pod.clone();
+                    p.state = PodState::NotReady;
+                    p.init_pid = 0;
+                    t.put_pod(&p)
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pod_state(pod: &PodRecord) -> cri::PodSandboxState {
+    match pod.state {
+        PodState::Ready => cri::PodSandboxState::SandboxReady,
+        PodState::NotReady => cri::PodSandboxState::SandboxNotready,
+    }
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
+pub(super) fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+fn pod_init_alive(pod: &PodRecord) -> bool {
+    pod.init_pid > 0 && process_start_time(pod.init_pid) == Some(pod.init_start_time)
+}
+
+fn kill_pod_init(pod: &PodRecord) {
+    if pod_init_alive(pod) {
+        let pid = nix::unistd::Pid::from_raw(pod.init_pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        // Not our child: wait for it to disappear (its parent reaps it) so its namespaces go.
+        for _ in 0..200 {
+            if !pod_init_alive(pod) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_self_is_readable() {
+        assert!(process_start_time(std::process::id() as i32).is_some());
+    }
+}

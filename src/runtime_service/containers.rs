@@ -1,0 +1,83 @@
+//! `CreateContainer`, `StartContainer`, `StopContainer`, `RemoveContainer`, `ContainerStatus`,
+//! `ListContainers`.
+
+use tonic::Status;
+
+use crate::cri::v1 as cri;
+use crate::server::Context;
+use crate::server::status::status;
+
+fn record_id(id: &str) {
+    tracing::Span::current().record("id", id);
+}
+
+pub async fn create_container(
+    ctx: &Context,
+    req: cri::CreateContainerRequest,
+) -> Result<cri::CreateContainerResponse, Status> {
+    record_id(&req.pod_sandbox_id);
+    let config = req
+        .config
+        .ok_or_else(|| Status::invalid_argument("container config is required"))?;
+    let id = ctx
+        .runtime
+        .create_container(&req.pod_sandbox_id, config, req.sandbox_config)
+        .await
+        .map_err(status)?;
+    Ok(cri::CreateContainerResponse { container_id: id })
+}
+
+pub async fn start_container(
+    ctx: &Context,
+    req: cri::StartContainerRequest,
+) -> Result<cri::StartContainerResponse, Status> {
+    record_id(&req.container_id);
+    ctx.runtime
+        .start_container(&req.container_id)
+        .await
+        .map_err(status)?;
+    Ok(cri::StartContainerResponse {})
+}
+
+pub async fn stop_container(
+    ctx: &Context,
+    req: cri::StopContainerRequest,
+) -> Result<cri::StopContainerResponse, Status> {
+    record_id(&req.container_id);
+    ctx.runtime
+        .stop_container(&req.container_id, req.timeout)
+        .await
+        .map_err(status)?;
+    Ok(cri::StopContainerResponse {})
+}
+
+pub async fn remove_container(
+    ctx: &Context,
+    req: cri::RemoveContainerRequest,
+) -> Result<cri::RemoveContainerResponse, Status> {
+    record_id(&req.container_id);
+    ctx.runtime
+        .remove_container(&req.container_id)
+        .await
+        .map_err(status)?;
+    Ok(cri::RemoveContainerResponse {})
+}
+
+pub fn container_status(
+    ctx: &Context,
+    req: cri::ContainerStatusRequest,
+) -> Result<cri::ContainerStatusResponse, Status> {
+    record_id(&req.container_id);
+    ctx.runtime
+        .container_status(&req.container_id, req.verbose)
+        .map_err(status)
+}
+
+pub fn list_containers(
+    ctx: &Context,
+    req: cri::ListContainersRequest,
+) -> Result<cri::ListContainersResponse, Status> {
+    Ok(cri::ListContainersResponse {
+        containers: ctx.runtime.list_containers(req.filter).map_err(status)?,
+    })
+}

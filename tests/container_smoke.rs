@@ -1,0 +1,98 @@
+//! End-to-end: a pod and a busybox container through CRI, with a real registry and daemon.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use strata::cri::v1 as cri;
+use support::daemon::Daemon;
+use support::fixtures::push_cri_test_images;
+use support::registry::{Registry, RegistryOptions};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn busybox_container_runs_logs_and_exits() {
+    let registry = Registry::start(RegistryOptions::default());
+    push_cri_test_images(&registry);
+    let daemon = Daemon::start("");
+    let mut images = daemon.images().await;
+    let mut rt = daemon.runtime().await;
+    let image = format!("{}/e2e-test-images/busybox:1.29-2", registry.addr());
+    images
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .expect("pull");
+    let logs = tempfile::tempdir().unwrap();
+    let pod_config = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "smoke".into(),
+            uid: "uid-smoke".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: "smokepod".into(),
+        log_directory: logs.path().to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let pod = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run pod")
+        .into_inner()
+        .pod_sandbox_id;
+    let created = rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata { name: "c1".into(), attempt: 0 }),
+                image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+                command: vec!["sh".into(), "-c".into(), "echo hello; cat /proc/sys/kernel/hostname; id; exit 3".into()],
+                log_path: "c1.log".into(),
+                labels: HashMap::from([("app".into(), "smoke".into())]),
+                ..Default::default()
+            }),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await;
+    let id = match created {
+        Ok(r) => r.into_inner().container_id,
+        Err(e) => panic!("create: {e:?}\n{}", daemon.log()),
+    };
+    if let Err(e) = rt
+        .start_container(cri::StartContainerRequest { container_id: id.clone() })
+        .await
+    {
+        panic!("start: {e:?}\n{}", daemon.log());
+    }
+    let mut status = None;
+    for _ in 0..100 {
+        let s = rt
+            .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        if s.state == cri::ContainerState::ContainerExited as i32 {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = status.expect("container exits");
+    assert_eq!(status.exit_code, 3, "{status:?}");
+    assert_eq!(status.reason, "Error");
+    let log = std::fs::read_to_string(logs.path().join("c1.log")).unwrap();
+    println!("{log}");
+    assert!(log.contains(" stdout F hello"), "{log}");
+    assert!(log.contains(" stdout F smokepod"), "{log}");
+    rt.remove_container(cri::RemoveContainerRequest { container_id: id.clone() }).await.unwrap();
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+}

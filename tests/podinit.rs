@@ -1,0 +1,168 @@
+//! `strata pod-init`, for real (root): namespaces, loopback, hostname, reaping, SIGTERM. The
+//! pod-init process is not our child after its double fork: every test kills it on drop.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use strata::podinit::{PodInitConfig, spawn};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+/// A pod-init process, SIGKILLed on drop.
+struct PodInit(i32);
+
+impl Drop for PodInit {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid this test started (ESRCH when already gone).
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+fn ns(pid: &str, name: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{name}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn stat_field(pid: i32, index: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..]
+        .split(' ')
+        .nth(index)
+        .map(str::to_owned)
+}
+
+/// True while `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    stat_field(pid, 0).is_some_and(|state| state != "Z" && state != "X")
+}
+
+fn gone_within(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn nsenter(pid: i32, flags: &[&str], cmd: &[&str]) -> String {
+    let target = pid.to_string();
+    let out = Command::new("nsenter")
+        .args(["-t", &target])
+        .args(flags)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .expect("nsenter");
+    assert!(out.status.success(), "nsenter {flags:?} {cmd:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn new_namespaces_loopback_hostname_reaping_and_sigterm() {
+    let config = PodInitConfig {
+        new_net: true,
+        new_ipc: true,
+        new_uts: true,
+        new_pid: true,
+        hostname: Some("strata-test-pod".to_owned()),
+    };
+    let pid = spawn(STRATA.as_ref(), &config).await.expect("pod-init");
+    let guard = PodInit(pid);
+    let me = std::process::id().to_string();
+    assert_ne!(stat_field(pid, 1), Some(me.clone()), "not our child");
+    for name in ["net", "ipc", "uts", "pid"] {
+        assert_ne!(
+            ns(&pid.to_string(), name),
+            ns(&me, name),
+            "{name} namespace"
+        );
+    }
+    // Same mount namespace: pod-init does not need its own.
+    assert_eq!(ns(&pid.to_string(), "mnt"), ns(&me, "mnt"));
+    // PID 1 of the pod's pid namespace.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(nspid.trim_end().ends_with("\t1"), "{nspid}");
+
+    let link = nsenter(pid, &["--net"], &["ip", "-o", "link", "show", "lo"]);
+    assert!(link.contains("<LOOPBACK,UP,LOWER_UP>"), "{link}");
+    let hostname = nsenter(pid, &["--uts"], &["hostname"]);
+    assert_eq!(hostname.trim(), "strata-test-pod");
+
+    // An orphan in the pod's pid namespace is re-parented to pod-init, which reaps it.
+    nsenter(pid, &["--pid"], &["sh", "-c", "sleep 0.2 & exit 0"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let zombies: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| stat_field(p, 1) == Some(pid.to_string()))
+        .filter(|&p| stat_field(p, 0).as_deref() == Some("Z"))
+        .collect();
+    assert!(zombies.is_empty(), "unreaped children: {zombies:?}");
+
+    // SAFETY: kill(2) on the pod-init we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(
+        gone_within(pid, Duration::from_secs(5)),
+        "SIGTERM ends pod-init"
+    );
+    drop(guard);
+}
+
+#[tokio::test]
+async fn host_namespaces() {
+    let pid = spawn(STRATA.as_ref(), &PodInitConfig::default())
+        .await
+        .expect("pod-init");
+    let _guard = PodInit(pid);
+    let me = std::process::id().to_string();
+    for name in ["net", "ipc", "uts", "pid"] {
+        assert_eq!(
+            ns(&pid.to_string(), name),
+            ns(&me, name),
+            "{name} namespace"
+        );
+    }
+    // SAFETY: kill(2) on the pod-init we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    assert!(
+        gone_within(pid, Duration::from_secs(5)),
+        "SIGINT ends pod-init"
+    );
+}
+
+#[tokio::test]
+async fn net_only_without_hostname() {
+    let config = PodInitConfig {
+        new_net: true,
+        ..PodInitConfig::default()
+    };
+    let pid = spawn(STRATA.as_ref(), &config).await.expect("pod-init");
+    let _guard = PodInit(pid);
+    let me = std::process::id().to_string();
+    assert_ne!(ns(&pid.to_string(), "net"), ns(&me, "net"));
+    assert_eq!(ns(&pid.to_string(), "uts"), ns(&me, "uts"));
+    assert_eq!(ns(&pid.to_string(), "pid"), ns(&me, "pid"));
+    // (/sys/class/net would show the host's: sysfs follows the mounter's namespace.)
+    let link = nsenter(pid, &["--net"], &["ip", "-o", "link", "show", "lo"]);
+    assert!(link.contains(",UP"), "{link}");
+    let addr = nsenter(pid, &["--net"], &["ip", "-o", "addr", "show", "lo"]);
+    assert!(addr.contains("127.0.0.1/8"), "{addr}");
+}
+
+#[tokio::test]
+async fn bad_config_is_reported() {
+    // A hostname the kernel refuses (longer than 64 bytes) fails before reporting ready.
+    let config = PodInitConfig {
+        new_uts: true,
+        hostname: Some("x".repeat(100)),
+        ..PodInitConfig::default()
+    };
+    let err = spawn(STRATA.as_ref(), &config).await.unwrap_err();
+    assert!(err.to_string().contains("sethostname"), "{err}");
+}

@@ -96,3 +96,77 @@ async fn busybox_container_runs_logs_and_exits() {
     rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
     rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_sync_runs_in_the_container_and_times_out() {
+    let registry = Registry::start(RegistryOptions::default());
+    push_cri_test_images(&registry);
+    let daemon = Daemon::start("");
+    let mut images = daemon.images().await;
+    let mut rt = daemon.runtime().await;
+    let image = format!("{}/e2e-test-images/busybox:1.29-2", registry.addr());
+    images
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .expect("pull");
+    let pod_config = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "exec".into(),
+            uid: "uid-exec".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: "execpod".into(),
+        ..Default::default()
+    };
+    let pod = rt
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
+        .await
+        .expect("run pod")
+        .into_inner()
+        .pod_sandbox_id;
+    let id = rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata { name: "sleeper".into(), attempt: 0 }),
+                image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+                command: vec!["sleep".into(), "300".into()],
+                ..Default::default()
+            }),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .container_id;
+    rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.expect("start");
+    let out = rt
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "cat /proc/sys/kernel/hostname; echo err >&2; exit 7".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("exec")
+        .into_inner();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "execpod\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    assert_eq!(out.exit_code, 7);
+    let started = std::time::Instant::now();
+    let err = rt
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sleep".into(), "60".into()],
+            timeout: 1,
+        })
+        .await
+        .expect_err("timeout");
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.expect("stop");
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.expect("remove pod");
+}

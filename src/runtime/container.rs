@@ -58,6 +58,8 @@ pub enum ContainerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Pod(#[from] Box<super::PodError>),
+    #[error(transparent)]
+    Exec(#[from] super::exec::ExecError),
 }
 
 impl Classify for ContainerError {
@@ -74,6 +76,7 @@ impl Classify for ContainerError {
             ContainerError::Monitor(e) => e.kind(),
             ContainerError::Image(e) => e.kind(),
             ContainerError::Pod(e) => e.kind(),
+            ContainerError::Exec(e) => e.kind(),
             _ => ErrorKind::Internal,
         }
     }

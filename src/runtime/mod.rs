@@ -4,6 +4,7 @@
 //! the daemon reconciles records with what still runs ([`Runtime::recover`]).
 
 mod container;
+pub mod exec;
 mod names;
 mod pod;
 pub mod pod_files;

@@ -145,4 +145,13 @@ impl RuntimeService for RuntimeServiceImpl {
         containers::list_containers(&self.ctx, request.into_inner())
             .map(Response::new)
     }
+
+    async fn exec_sync(
+        &self,
+        request: Request<cri::ExecSyncRequest>,
+    ) -> Result<Response<cri::ExecSyncResponse>, Status> {
+        containers::exec_sync(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
 }

@@ -48,17 +48,19 @@ pub fn status(ctx: &Context, req: cri::StatusRequest) -> Result<cri::StatusRespo
     Ok(cri::StatusResponse {
         status: Some(cri::RuntimeStatus { conditions }),
         info,
-        // Containers are not run yet, so no handler claims user namespaces or recursive
-        // read-only mounts.
+        // The launcher applies `rro` with mount_setattr(AT_RECURSIVE); pods with their own user
+        // namespace need id-mapped rootfs mounts, which it does not do yet, so it does not claim
+        // them.
         runtime_handlers: vec![cri::RuntimeHandler {
             name: String::new(),
             features: Some(cri::RuntimeHandlerFeatures {
-                recursive_read_only_mounts: false,
+                recursive_read_only_mounts: true,
                 user_namespaces: false,
             }),
         }],
+        // `supplemental_groups_policy: Strict` is honoured by the spec generator.
         features: Some(cri::RuntimeFeatures {
-            supplemental_groups_policy: false,
+            supplemental_groups_policy: true,
         }),
     })
 }

@@ -56,7 +56,7 @@ fn busybox_layer() -> Layer {
 }
 
 /// busybox with `Cmd ["sh"]` and the given extra layers.
-fn busybox_image(extra: impl IntoIterator<Item = Layer>) -> Image {
+pub fn busybox_image(extra: impl IntoIterator<Item = Layer>) -> Image {
     let mut image = Image::oci().layer(busybox_layer());
     for layer in extra {
         image = image.layer(layer);

@@ -39,6 +39,7 @@
 
 #![allow(dead_code)]
 
+pub mod cri;
 pub mod daemon;
 pub mod fixtures;
 pub mod image;

@@ -144,7 +144,24 @@ impl Puller {
                         .await
                 }
             });
-        let layers = futures::future::try_join_all(fetches).await?;
+        // All fetches settle before a failure is reported, so that the clean-up below sees every
+        // layer this pull committed.
+        let settled = futures::future::join_all(fetches).await;
+        let layers = match settled.into_iter().collect::<Result<Vec<_>, _>>() {
+            Ok(layers) => layers,
+            Err(e) => {
+                // Layers this pull committed before another one failed belong to no image: drop
+                // them now rather than keep unreferenced space (other pulls lease theirs).
+                drop(_lease);
+                if let Err(gc) = self
+                    .cache
+                    .collect_garbage(&chain, super::catalog::layer_in_use)
+                {
+                    tracing::warn!(error = %gc, "removing layers of a failed pull");
+                }
+                return Err(e.into());
+            }
+        };
         then(Pulled { resolved, layers })
     }
 }

@@ -54,6 +54,7 @@ pub(super) fn main(config_path: &Path) -> ! {
     };
     let created = serde_json::json!({ "created": { "pid": monitor.init.pid() } });
     detach::report(&created.to_string());
+    super::footprint::shed_startup_memory();
     monitor.run();
     monitor.finish()
 }
@@ -134,9 +135,7 @@ impl Monitor {
             .map_err(|e| format!("control socket {}: {e}", socket_path.display()))?;
         let oom_before = oom_kill_total(&memory_cgroup_dirs);
         let created = launch::launcher(super::LauncherKind::from_env()).create(&init, stdio);
-        // The spec is not needed any more; give its memory back.
         drop(init);
-        trim_heap();
         let init = match created {
             Ok(init) => init,
             Err(e) => {
@@ -563,14 +562,6 @@ impl Monitor {
         }
         diag!("{}: monitor exits", self.config.id);
         std::process::exit(0)
-    }
-}
-
-/// Returns freed heap pages to the kernel (the config and spec are parsed once, then dropped).
-fn trim_heap() {
-    // SAFETY: malloc_trim only releases free memory of the allocator; single-threaded here.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

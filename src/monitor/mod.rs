@@ -29,6 +29,7 @@ pub mod crilog;
 pub(crate) mod detach;
 mod event_loop;
 pub mod exit;
+mod footprint;
 pub mod launch;
 pub mod protocol;
 mod stdio;

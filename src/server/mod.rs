@@ -27,6 +27,8 @@ use crate::store::{Store, StoreError};
 
 /// kubelet's own limit for CRI messages; ListImages/ListContainers on a busy node get large.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// How long in-flight calls may run on after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -121,13 +123,32 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = AdminServer::new(admin::AdminImpl::new(ctx.clone()));
-    let result = tonic::transport::Server::builder()
+    // After the signal, in-flight calls get a grace period; a client that keeps a connection
+    // open and silent must not keep the daemon from exiting.
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled_tx.send(());
+    };
+    let server = tonic::transport::Server::builder()
         .layer(layer::RpcLayer::new(ctx.metrics.clone()))
         .add_service(runtime)
         .add_service(image)
         .add_service(admin)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+    let result = tokio::select! {
+        result = server => result,
+        () = async {
+            if signalled_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
+            Ok(())
+        }
+    };
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("strata stopped");
     Ok(result?)

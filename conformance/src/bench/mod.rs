@@ -2,6 +2,7 @@
 //! The machine is small and shared: runs of the two endpoints are interleaved
 //! (A, B, A, B, ...) and figures are medians and ratios.
 
+mod containers;
 mod pull;
 mod status;
 
@@ -20,7 +21,8 @@ pub struct BenchArgs {
     /// Also run every measurement against this endpoint, interleaved.
     #[arg(long, global = true)]
     compare_endpoint: Option<String>,
-    /// Measurements per endpoint (default: 5 for pull, 1 for pull-shared).
+    /// Measurements per endpoint (default: 5 for pull, 1 for pull-shared, 100 for
+    /// containers).
     #[arg(long, global = true)]
     runs: Option<usize>,
     #[command(subcommand)]
@@ -36,6 +38,11 @@ enum BenchKind {
     /// Print each runtime's Status(verbose) info document (strata's has the
     /// cumulative pull counters `pulls.bytesFetched` / `pulls.layersFetched`).
     StatusCounters,
+    /// Create+start and stop+remove times of a container in a running pod, and the memory
+    /// of the daemon and of its per-pod helpers with 1..N running pods.
+    Containers(containers::ContainersArgs),
+    /// Stop and remove every pod `bench containers` made (after an interrupted run).
+    ContainersCleanup,
 }
 
 /// An endpoint under test, labelled by its runtime name.
@@ -58,6 +65,10 @@ pub async fn run(endpoint: &str, args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Pull(a) => pull::pull(&targets, &a, args.runs.unwrap_or(5)).await,
         BenchKind::PullShared(a) => pull::pull_shared(&targets, &a, args.runs.unwrap_or(1)).await,
         BenchKind::StatusCounters => status::status_counters(&targets).await,
+        BenchKind::Containers(a) => {
+            containers::containers(&targets, &a, args.runs.unwrap_or(100)).await
+        }
+        BenchKind::ContainersCleanup => containers::containers_cleanup(&targets).await,
     }
 }
 

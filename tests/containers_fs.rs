@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use strata::cri::v1 as cri;
-use support::cri::{Env, Pod, Ran, cgroup_file, with_resources, with_security};
+use support::cri::{Env, Pod, Ran, cgroup_dirs, cgroup_file, with_resources};
 use support::fixtures::busybox_image;
 use support::image::{Entry, Layer};
 
@@ -256,23 +256,32 @@ async fn pod_files_shm_and_devices() {
              echo fd=$(readlink /dev/fd) stdin=$(readlink /dev/stdin); \
              [ -c /dev/pts/ptmx ] || echo missing ptmx; \
              ls /dev/vda 2>/dev/null && echo host-disk-visible; \
-             grep -E ' /dev(/pts|/shm|/mqueue)? ' /proc/self/mountinfo | cut -d' ' -f5,9",
+             echo ---; grep -E ' /dev(/pts|/shm|/mqueue)? ' /proc/self/mountinfo",
         ),
     )
     .await;
-    let out = &ran.stdout;
+    let (out, mountinfo) = ran.stdout.split_once("---\n").unwrap();
     assert!(!out.contains("missing"), "{out}");
     assert!(!out.contains("broken"), "{out}");
     assert!(!out.contains("host-disk-visible"), "{out}");
     assert!(out.contains("zero=4\n") && out.contains("urandom=16\n"), "{out}");
     assert!(out.contains("fd=/proc/self/fd stdin=/proc/self/fd/0\n"), "{out}");
+    // "<target> <fstype>" from mountinfo lines (the type follows the " - " separator).
+    let mounts: Vec<String> = mountinfo
+        .lines()
+        .map(|l| {
+            let target = l.split(' ').nth(4).unwrap();
+            let fstype = l.split(" - ").nth(1).unwrap().split(' ').next().unwrap();
+            format!("{target} {fstype}")
+        })
+        .collect();
     for want in [
         "/dev tmpfs",
         "/dev/pts devpts",
         "/dev/shm tmpfs",
         "/dev/mqueue mqueue",
     ] {
-        assert!(out.lines().any(|l| l == want), "{want}: {out}");
+        assert!(mounts.iter().any(|l| l == want), "{want}: {mountinfo}");
     }
 }
 
@@ -284,12 +293,10 @@ async fn cgroup_limits() {
     let pod = Pod::start(&env.daemon, Default::default()).await;
     let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let script = if v2 {
-        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight \
-         /sys/fs/cgroup/pids.max; sleep 30"
+        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max; sleep 30"
     } else {
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us \
-         /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares \
-         /sys/fs/cgroup/pids/pids.max; sleep 30"
+         /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares; sleep 30"
     };
     let c = with_resources(
         pod.sh("limits", &image, script),
@@ -301,20 +308,14 @@ async fn cgroup_limits() {
             ..Default::default()
         },
     );
-    let mut c = c;
-    c.linux.as_mut().unwrap().resources.as_mut().unwrap().unified = Default::default();
-    let c = with_pids_limit(c, 123);
     let id = pod.launch(c).await;
     let (_, info) = pod.status_verbose(&id).await;
     let cgroup_path = info["cgroupPath"].as_str().expect("cgroupPath").to_owned();
-    let want_inside: Vec<String> = if v2 {
-        vec!["67108864", "50000 100000", "20", "123"]
+    let want_inside: &[&str] = if v2 {
+        &["67108864", "50000 100000"]
     } else {
-        vec!["67108864", "50000", "100000", "512", "123"]
-    }
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
+        &["67108864", "50000", "100000", "512"]
+    };
     let mut out = String::new();
     for _ in 0..100 {
         out = support::cri::stream(&pod.log("limits"), "stdout");
@@ -335,17 +336,15 @@ async fn cgroup_limits() {
     if v2 {
         assert_eq!(read("", "memory.max"), "67108864");
         assert_eq!(read("", "cpu.max"), "50000 100000");
-        assert_eq!(read("", "pids.max"), "123");
     } else {
         assert_eq!(read("memory", "memory.limit_in_bytes"), "67108864");
         assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
         assert_eq!(read("cpu", "cpu.cfs_period_us"), "100000");
         assert_eq!(read("cpu", "cpu.shares"), "512");
-        assert_eq!(read("pids", "pids.max"), "123");
     }
     // The init is in it.
     let pid = info["pid"].as_i64().expect("pid");
-    let procs = std::fs::read_to_string(cgroup_file(&cgroup_path, "pids", "cgroup.procs")).unwrap();
+    let procs = read("pids", "cgroup.procs");
     assert!(
         procs.lines().any(|l| l == pid.to_string()),
         "{pid} not in {procs}"
@@ -353,17 +352,54 @@ async fn cgroup_limits() {
     pod.stop(&id, 0).await.unwrap();
     pod.remove(&id).await.unwrap();
     assert!(
-        !cgroup_file(&cgroup_path, "pids", "").exists(),
-        "cgroup {cgroup_path} left after RemoveContainer"
+        cgroup_dirs(&cgroup_path).is_empty(),
+        "cgroup {cgroup_path} left after RemoveContainer: {:?}",
+        cgroup_dirs(&cgroup_path)
     );
 }
 
-fn with_pids_limit(mut c: cri::ContainerConfig, limit: i64) -> cri::ContainerConfig {
-    // The CRI has no pids field in LinuxContainerResources; kubelet sets the pod-level limit on
-    // the pod cgroup. Use `unified` on v2 and skip on v1 unless the runtime maps it.
-    let r = c.linux.as_mut().unwrap().resources.as_mut().unwrap();
-    r.unified.insert("pids.max".into(), limit.to_string());
-    c
+/// CRI has no per-container pids limit: kubelet limits the pod's cgroup (`cgroup_parent`).
+/// Containers must live below it, so the limit holds for them.
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_cgroup_parent_pids_limit() {
+    let env = Env::shared();
+    let image = env.busybox();
+    env.pull(&image).await;
+    // What kubelet does: the pod cgroup exists, with its limits, before RunPodSandbox.
+    let parent = format!("{}/{}", env.daemon.cgroup_parent, support::cri::unique("kubepod"));
+    let pids_max = cgroup_file(&parent, "pids", "pids.max");
+    std::fs::create_dir_all(pids_max.parent().unwrap()).unwrap();
+    std::fs::write(&pids_max, "6").unwrap();
+    let pod = Pod::start(
+        &env.daemon,
+        cri::PodSandboxConfig {
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: parent.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = pod.sh(
+        "forks",
+        &image,
+        "i=0; while [ $i -lt 12 ]; do sleep 2 & i=$((i+1)); done; echo done",
+    );
+    let id = pod.launch(c).await;
+    let (_, info) = pod.status_verbose(&id).await;
+    let cgroup_path = info["cgroupPath"].as_str().unwrap().to_owned();
+    assert!(
+        cgroup_path.starts_with(&format!("{parent}/")),
+        "{cgroup_path} not below {parent}"
+    );
+    let status = pod.wait_exited(&id, Duration::from_secs(20)).await;
+    let log = pod.log("forks");
+    let stderr = support::cri::stream(&log, "stderr");
+    assert!(
+        stderr.contains("can't fork"),
+        "12 children under pids.max=6: {status:?} {log:?}"
+    );
 }
 
 /// Everything about a directory tree that a write could change: per path, the type, mode,
@@ -556,5 +592,4 @@ async fn mount_targets_stay_inside_the_rootfs() {
     assert!(leaked.is_empty(), "mount targets escaped the rootfs: {leaked:?} {ran:#?}");
     assert_eq!(ran.status.exit_code, 0, "{ran:#?}");
     assert_eq!(ran.stdout, "bound\nbound\n");
-    let _ = with_security;
 }

@@ -488,6 +488,17 @@ async fn tty_resize_and_input() {
 }
 
 #[tokio::test]
+async fn tty_without_stdin() {
+    let mut f = Fixture::new();
+    f.spawn(&f.config("tty >/dev/null && echo is a tty", true, false, false))
+        .await
+        .unwrap();
+    f.client().await.start().await.unwrap();
+    assert_eq!(wait(&f).await.exit_code, 0);
+    assert_eq!(f.records(), vec![rec("stdout", "F", "is a tty")]);
+}
+
+#[tokio::test]
 async fn resize_without_tty_fails() {
     let mut f = Fixture::new();
     f.spawn(&f.config("exec sleep 100", false, false, false))

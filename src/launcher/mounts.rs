@@ -113,10 +113,11 @@ pub(crate) fn setup_rootfs<S: Syscall>(sys: &S, plan: &RootfsPlan) -> Result<(),
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 sys.resolve(&root, cwd, Create::Dir)
-                    .map_err(at("create cwd"))?;
-                sys.chown(cwd, *uid, *gid).map_err(at("chown cwd"))?;
+                    .map_err(at(format!("create cwd {}", cwd.display())))?;
+                sys.chown(cwd, *uid, *gid)
+                    .map_err(at(format!("chown cwd {}", cwd.display())))?;
             }
-            Err(e) => return Err(at("cwd")(e)),
+            Err(e) => return Err(at(format!("cwd {}", cwd.display()))(e)),
         }
     }
     if plan.readonly_root {

@@ -117,55 +117,121 @@ pub(crate) fn resolve_in_root(
 }
 
 /// Creates the missing components of `rel` (already cleaned): directories, and the last one as
-/// `create` says.
+/// `create` says. A component that is a symlink whose target does not exist (yet) is followed
+/// by rewriting the path inside the root, as runc's `MkdirAllInRoot` does: the target is
+/// created inside the rootfs, never outside it (every lookup stays `RESOLVE_IN_ROOT`).
 fn create_in_root(root: &OwnedFd, rel: &Path, create: Create) -> io::Result<()> {
-    let comps: Vec<&std::ffi::OsStr> = rel.iter().collect();
-    let Some((last, parents)) = comps.split_last() else {
-        return Ok(()); // the root itself exists
-    };
-    let mut prefix = PathBuf::new();
-    let mut parent: Option<OwnedFd> = None;
-    for comp in parents {
-        prefix.push(comp);
-        let fd = match openat2(root, &prefix, libc::O_PATH | libc::O_DIRECTORY) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                mkdirat(parent.as_ref().unwrap_or(root), comp)?;
-                openat2(root, &prefix, libc::O_PATH | libc::O_DIRECTORY)?
-            }
-            Err(e) => return Err(e),
+    let mut rel = rel.to_owned();
+    let mut symlinks_followed = 0;
+    'walk: loop {
+        let comps: Vec<std::ffi::OsString> = rel.iter().map(|c| c.to_owned()).collect();
+        let Some((last, parents)) = comps.split_last() else {
+            return Ok(()); // the root itself exists
         };
-        parent = Some(fd);
-    }
-    let dir = parent.as_ref().unwrap_or(root);
-    match create {
-        Create::Dir => mkdirat(dir, last),
-        Create::File => {
-            let name = cstring(last.as_bytes())?;
-            // SAFETY: dir is open, name is a NUL-terminated single component; O_EXCL makes the
-            // kernel refuse (not follow) an existing symlink.
-            let fd = unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
-                    0o644 as libc::c_uint,
-                )
-            };
-            if fd < 0 {
-                let e = io::Error::last_os_error();
-                return if e.raw_os_error() == Some(libc::EEXIST) {
-                    Ok(())
+        // Every component walked so far is a real directory (symlinks restart the walk), so
+        // `prefix` is its true path and a relative symlink target can be joined lexically.
+        let mut prefix = PathBuf::new();
+        let mut parent: Option<OwnedFd> = None;
+        for (i, comp) in comps.iter().enumerate() {
+            let dir = parent.as_ref().unwrap_or(root);
+            if let Some(target) = symlink_target(dir, comp)? {
+                symlinks_followed += 1;
+                if symlinks_followed > 40 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let base = if target.is_absolute() {
+                    PathBuf::new()
                 } else {
-                    Err(e)
+                    prefix.clone()
                 };
+                let rest: PathBuf = comps[i + 1..].iter().collect();
+                rel = clean(&base.join(target).join(rest));
+                continue 'walk;
             }
-            // SAFETY: openat returned a new descriptor that nothing else owns; dropping closes it.
-            drop(unsafe { OwnedFd::from_raw_fd(fd) });
-            Ok(())
+            if i == parents.len() {
+                break;
+            }
+            prefix.push(comp);
+            let fd = match openat2(root, &prefix, libc::O_PATH | libc::O_DIRECTORY) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    mkdirat(dir, comp)?;
+                    openat2(root, &prefix, libc::O_PATH | libc::O_DIRECTORY)?
+                }
+                Err(e) => return Err(e),
+            };
+            parent = Some(fd);
         }
-        Create::No => Ok(()),
+        let dir = parent.as_ref().unwrap_or(root);
+        return match create {
+            Create::Dir => mkdirat(dir, last),
+            Create::File => create_file(dir, last),
+            Create::No => Ok(()),
+        };
     }
+}
+
+/// The target of `name` in `dir` if it is a symlink (`None`: missing or not a symlink).
+fn symlink_target(dir: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<Option<PathBuf>> {
+    let c = cstring(name.as_bytes())?;
+    // SAFETY: stat is plain old data; dir is open and c NUL-terminated; both outlive the call.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: see above; AT_SYMLINK_NOFOLLOW stats the link itself.
+    if unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }
+        < 0
+    {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENOENT) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+        return Ok(None);
+    }
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: dir is open, c NUL-terminated, buf writable for its length.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(Some(PathBuf::from(
+        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(buf),
+    )))
+}
+
+fn create_file(dir: &OwnedFd, last: &std::ffi::OsStr) -> io::Result<()> {
+    let name = cstring(last.as_bytes())?;
+    // SAFETY: dir is open, name is a NUL-terminated single component; O_EXCL makes the
+    // kernel refuse (not follow) an existing symlink.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::EEXIST) {
+            Ok(())
+        } else {
+            Err(e)
+        };
+    }
+    // SAFETY: openat returned a new descriptor that nothing else owns; dropping closes it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
 }
 
 fn mkdirat(dir: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<()> {
@@ -216,6 +282,22 @@ mod tests {
 
         let err = resolve_in_root(&root_fd, Path::new("/nope"), Create::No).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+
+        // Dangling symlinks (absolute, climbing) are followed inside the root: the missing
+        // targets are created there.
+        std::os::unix::fs::symlink("/made/by/link", root.join("dangling-abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../x/y", root.join("dangling-climb")).unwrap();
+        let (_, is_dir) =
+            resolve_in_root(&root_fd, Path::new("/dangling-abs/m"), Create::Dir).unwrap();
+        assert!(is_dir);
+        assert!(root.join("made/by/link/m").is_dir());
+        let (_, is_dir) =
+            resolve_in_root(&root_fd, Path::new("/dangling-climb"), Create::File).unwrap();
+        assert!(!is_dir);
+        assert!(root.join("x/y").is_file());
+        std::os::unix::fs::symlink("loop2", root.join("loop1")).unwrap();
+        std::os::unix::fs::symlink("loop1", root.join("loop2")).unwrap();
+        assert!(resolve_in_root(&root_fd, Path::new("/loop1/z"), Create::Dir).is_err());
 
         // A dangling symlink to an absolute path is not followed to the host.
         std::os::unix::fs::symlink("/tmp-strata-should-not-exist", root.join("dangling")).unwrap();

@@ -203,7 +203,7 @@ impl CriLog {
                 Ok(()) => self.failing = false,
                 Err(e) if !self.failing => {
                     self.failing = true;
-                    eprintln!("writing the container log: {e}");
+                    super::event_loop::diag!("writing the container log: {e}");
                 }
                 Err(_) => {}
             }

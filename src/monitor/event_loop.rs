@@ -32,10 +32,17 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Input waiting for the container's stdin; attached clients are not read beyond this.
 const STDIN_BACKLOG: usize = 64 * 1024;
 
+/// A line in the monitor's diagnostics (`monitor.log`); never fails (unlike `eprintln!`).
 macro_rules! diag {
-    ($($arg:tt)*) => {
-        eprintln!("{} {}", super::crilog::timestamp_now(), format_args!($($arg)*))
-    };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "{} {}",
+            $crate::monitor::crilog::timestamp_now(),
+            format_args!($($arg)*)
+        );
+    }};
 }
 pub(super) use diag;
 

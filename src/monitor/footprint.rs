@@ -2,15 +2,12 @@
 //!
 //! - the heap: the config and the spec were parsed and dropped (`malloc_trim`);
 //! - the stack below the current frame: deserializing an OCI spec and the launcher's setup go
-//!   deep (about 90 KiB), the event loop stays shallow;
-//! - the binary's text: start-up runs code scattered over the whole binary, and the kernel maps
-//!   64 KiB around every text page fault, so several MB of text end up mapped. Unmapping the text
-//!   (`MADV_DONTNEED` on a private, never written, file mapping: pages come back from the page
-//!   cache when executed) leaves only what the event loop uses.
+//!   deep (about 90 KiB), the event loop stays shallow.
+//!
+//! (Unmapping the binary's text after start-up was tried and measured: no gain, the event loop
+//! faults most of it back in, in page-cache-folio-sized pieces.)
 //!
 //! Call only from the single-threaded monitor, with no signal handlers installed.
-
-use std::io::{BufRead as _, BufReader};
 
 /// Releases start-up memory; best effort.
 pub(super) fn shed_startup_memory() {
@@ -19,7 +16,6 @@ pub(super) fn shed_startup_memory() {
         libc::malloc_trim(0);
     }
     trim_stack();
-    drop_own_text();
 }
 
 /// Drops the stack pages more than 16 KiB below the current frame.
@@ -37,33 +33,6 @@ fn trim_stack() {
         // frame, red zone or signal handler uses; the kernel zero-fills it if it is touched again.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-        }
-    }
-}
-
-/// Unmaps the resident pages of our executable's text (they are reloaded on use).
-fn drop_own_text() {
-    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
-        return;
-    };
-    let Ok(maps) = std::fs::File::open("/proc/self/maps") else {
-        return;
-    };
-    let exe = exe.to_string_lossy().into_owned();
-    for line in BufReader::new(maps).lines().map_while(Result::ok) {
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        if perms != "r-xp" || fields.nth(3) != Some(exe.as_str()) {
-            continue;
-        }
-        if let Some((start, end)) = parse_range(range) {
-            // SAFETY: a private, read-only, executable file mapping is never written (no text
-            // relocations), so dropping its pages loses nothing: they fault back in from the file.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-            }
         }
     }
 }

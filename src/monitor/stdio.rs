@@ -26,19 +26,16 @@ pub(super) enum Io {
 }
 
 impl Io {
-    /// Creates the container's stdio: pipes or a pty, and `/dev/null` as stdin when the
-    /// container gets none.
+    /// Creates the container's stdio: pipes (with `/dev/null` as stdin when the container gets
+    /// none) or a pty.
     pub(super) fn create(tty: bool, stdin: bool) -> io::Result<(Self, Stdio)> {
         if tty {
             let (master, slave) = open_pty()?;
             set_nonblocking(master.as_fd())?;
-            let init_stdin = if stdin {
-                slave.try_clone()?
-            } else {
-                dev_null()?
-            };
+            // The slave is stdin too even without `stdin`: the launcher makes stdin the
+            // controlling terminal (as runc does). Nothing is ever written to the master then.
             let stdio = Stdio {
-                stdin: init_stdin,
+                stdin: slave.try_clone()?,
                 stdout: slave.try_clone()?,
                 stderr: slave,
             };

@@ -456,6 +456,18 @@ impl Runtime {
             },
         };
         tracing::info!(container = %id, exit_code = exit.exit_code, reason = %exit.reason, "container exited");
+        // The init is gone; its processes must not outlive it. In its own pid namespace the
+        // kernel has killed them already, but in the pod's (or the host's) they were reparented
+        // and still run (containerd's shim kills them too: `ShouldKillAllOnExit`).
+        let cgroup_path = record.cgroup_path.clone();
+        let killed = tokio::task::spawn_blocking(move || match Cgroup::open(&cgroup_path) {
+            Ok(cg) => cg.kill_all(),
+            Err(_) => Ok(()),
+        })
+        .await;
+        if let Ok(Err(e)) = killed {
+            tracing::warn!(container = %id, error = %e, "killing the processes left by the container's init");
+        }
         record.state = ContainerState::Exited;
         record.exit = Some(exit);
         self.store.write(|t| t.put_container(&record))?;

@@ -137,13 +137,18 @@ pub async fn containers(
         bail!("removing pods: {}", teardown_errors.join("; "));
     }
     for r in &state {
-        let n = r.teardown_pod.len();
+        let run_pod = match r.run_pod.len() {
+            0 => "-".to_owned(),
+            n => format!(
+                "{} ({n} pods after the first)",
+                ms(percentile(&r.run_pod, 50))
+            ),
+        };
         println!(
-            "pods {}: RunPodSandbox p50 {} ({} pods after the first), StopPodSandbox+RemovePodSandbox p50 {} ({n} pods)",
+            "pods {}: RunPodSandbox p50 {run_pod}, StopPodSandbox+RemovePodSandbox p50 {} ({} pods)",
             r.target.label,
-            ms(percentile(&r.run_pod, 50)),
-            r.run_pod.len(),
             ms(percentile(&r.teardown_pod, 50)),
+            r.teardown_pod.len(),
         );
     }
     Ok(())

@@ -158,7 +158,10 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
         (
             "missing mount source",
             pod.id.clone(),
-            with_mounts(pod.sh("c", &image, "true"), vec![mount(&missing_dir, "/data")]),
+            with_mounts(
+                pod.sh("c", &image, "true"),
+                vec![mount(&missing_dir, "/data")],
+            ),
             Some(Code::InvalidArgument),
             missing_dir.display().to_string(),
         ),
@@ -220,7 +223,10 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
             pod.id.clone(),
             with_mounts(
                 pod.sh("c", &image, "true"),
-                vec![mount(std::env::temp_dir().as_path(), "/bin/sh/under-a-file")],
+                vec![mount(
+                    std::env::temp_dir().as_path(),
+                    "/bin/sh/under-a-file",
+                )],
             ),
             None,
             "/bin/sh/under-a-file".into(),
@@ -252,16 +258,19 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
             })
             .await;
         match result {
-            Ok(r) => failures.push(format!(
-                "{what}: created {}",
-                r.into_inner().container_id
-            )),
+            Ok(r) => failures.push(format!("{what}: created {}", r.into_inner().container_id)),
             Err(status) => {
                 if code.is_some_and(|c| c != status.code()) || status.code() == Code::Ok {
-                    failures.push(format!("{what}: code {:?}, want {code:?}: {status:?}", status.code()));
+                    failures.push(format!(
+                        "{what}: code {:?}, want {code:?}: {status:?}",
+                        status.code()
+                    ));
                 }
                 if !status.message().contains(&names) {
-                    failures.push(format!("{what}: message does not name {names:?}: {}", status.message()));
+                    failures.push(format!(
+                        "{what}: message does not name {names:?}: {}",
+                        status.message()
+                    ));
                 }
                 println!("{what}: {:?} {}", status.code(), status.message());
             }
@@ -273,6 +282,10 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
     }
     // The pod still works.
     let ran = pod.run(pod.sh("fine", &image, "echo fine")).await;
-    assert_eq!((ran.status.exit_code, ran.stdout.as_str()), (0, "fine\n"), "{ran:#?}");
+    assert_eq!(
+        (ran.status.exit_code, ran.stdout.as_str()),
+        (0, "fine\n"),
+        "{ran:#?}"
+    );
     assert!(failures.is_empty(), "{failures:#?}");
 }

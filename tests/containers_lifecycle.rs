@@ -1,16 +1,14 @@
 //! Container lifecycle through CRI with busybox containers: the create/start split, states and
-//! timestamps, exit reasons (Completed, Error, OOMKilled, StartError), StopContainer's signal and
-//! timeout (every process of the container ends), idempotent RemoveContainer and the
-//! ListContainers filters. Needs root.
+//! timestamps, exit reasons (Completed, Error, OOMKilled, StartError) and the ListContainers
+//! filters. Stop and remove: `containers_stop.rs`. Needs root.
 
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use strata::cri::v1 as cri;
-use support::cri::{Env, Pod, cgroup_dirs, labels, unique, with_resources, with_security};
-use support::fixtures::busybox_image;
+use support::cri::{Env, Pod, labels, unique, with_resources};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -22,20 +20,6 @@ fn now() -> i64 {
 const CREATED: i32 = cri::ContainerState::ContainerCreated as i32;
 const RUNNING: i32 = cri::ContainerState::ContainerRunning as i32;
 const EXITED: i32 = cri::ContainerState::ContainerExited as i32;
-
-/// Waits until the container's stdout log has a line `ready` (its traps are set).
-async fn wait_ready(pod: &Pod, name: &str) {
-    for _ in 0..200 {
-        if support::cri::stream(&pod.log(name), "stdout")
-            .lines()
-            .any(|l| l == "ready")
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{name} never printed ready: {:?}", pod.log(name));
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_runs_no_user_code_and_states_have_timestamps() {
@@ -55,7 +39,11 @@ async fn create_runs_no_user_code_and_states_have_timestamps() {
     let s = pod.status(&id).await;
     assert_eq!(s.state, CREATED, "{s:?}");
     assert!(s.created_at >= before && s.created_at <= now(), "{s:?}");
-    assert_eq!((s.started_at, s.finished_at, s.exit_code), (0, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.started_at, s.finished_at, s.exit_code),
+        (0, 0, 0),
+        "{s:?}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !out.path().join("ran").exists(),
@@ -67,8 +55,14 @@ async fn create_runs_no_user_code_and_states_have_timestamps() {
     pod.start_container(&id).await.expect("start");
     let s = pod.wait_exited(&id, Duration::from_secs(20)).await;
     assert!(out.path().join("ran").exists());
-    assert!(s.started_at >= start && s.started_at >= s.created_at, "{s:?}");
-    assert!(s.finished_at >= s.started_at && s.finished_at <= now(), "{s:?}");
+    assert!(
+        s.started_at >= start && s.started_at >= s.created_at,
+        "{s:?}"
+    );
+    assert!(
+        s.finished_at >= s.started_at && s.finished_at <= now(),
+        "{s:?}"
+    );
     assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{s:?}");
     // Start twice: refused, and the status does not change.
     let err = pod.start_container(&id).await.expect_err("second start");
@@ -76,9 +70,15 @@ async fn create_runs_no_user_code_and_states_have_timestamps() {
     assert_eq!(pod.status(&id).await.finished_at, s.finished_at);
 
     // Exit codes and reasons.
-    let ran = pod.run(pod.sh("fails", &image, "echo oops >&2; exit 3")).await;
+    let ran = pod
+        .run(pod.sh("fails", &image, "echo oops >&2; exit 3"))
+        .await;
     assert_eq!(
-        (ran.status.exit_code, ran.status.reason.as_str(), ran.stderr.as_str()),
+        (
+            ran.status.exit_code,
+            ran.status.reason.as_str(),
+            ran.stderr.as_str()
+        ),
         (3, "Error", "oops\n")
     );
 
@@ -93,242 +93,6 @@ async fn create_runs_no_user_code_and_states_have_timestamps() {
     assert_eq!(s.state, EXITED, "{s:?}");
     assert_ne!(s.exit_code, 0, "{s:?}");
     assert!(!s.reason.is_empty() && s.reason != "Completed", "{s:?}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn stop_uses_the_stop_signal_then_sigkill() {
-    let env = Env::shared();
-    let image = env.busybox();
-    env.pull(&image).await;
-    let stopsig_image = env.image("strata-test/stopsignal:1");
-    busybox_image([])
-        .config_field("StopSignal", serde_json::json!("SIGUSR2"))
-        .push(&env.registry, "strata-test/stopsignal:1")
-        .await;
-    env.pull(&stopsig_image).await;
-    let pod = Pod::start(&env.daemon, Default::default()).await;
-    let looping = |traps: &str| {
-        format!("{traps}; echo ready; while true; do sleep 0.1; done")
-    };
-
-    // The default signal is SIGTERM; the container handles it and exits 0 at once.
-    let graceful = pod
-        .launch(pod.sh("graceful", &image, &looping("trap 'exit 0' TERM")))
-        .await;
-    // SIGTERM ignored: killed after the timeout (128 + SIGKILL).
-    let stubborn = pod
-        .launch(pod.sh("stubborn", &image, &looping("trap '' TERM")))
-        .await;
-    // The CRI stop_signal wins over SIGTERM.
-    let mut c = pod.sh(
-        "cri-signal",
-        &image,
-        &looping("trap 'exit 7' USR1; trap 'exit 9' TERM"),
-    );
-    c.stop_signal = cri::Signal::Sigusr1 as i32;
-    let cri_signal = pod.launch(c).await;
-    // The image's STOPSIGNAL is used when the CRI names none...
-    let image_signal = pod
-        .launch(pod.sh(
-            "image-signal",
-            &stopsig_image,
-            &looping("trap 'exit 8' USR2; trap 'exit 9' TERM"),
-        ))
-        .await;
-    // ...and the CRI's wins over the image's.
-    let mut c = pod.sh(
-        "both-signals",
-        &stopsig_image,
-        &looping("trap 'exit 10' HUP; trap 'exit 8' USR2; trap 'exit 9' TERM"),
-    );
-    c.stop_signal = cri::Signal::Sighup as i32;
-    let both = pod.launch(c).await;
-    for name in [
-        "graceful",
-        "stubborn",
-        "cri-signal",
-        "image-signal",
-        "both-signals",
-    ] {
-        wait_ready(&pod, name).await;
-    }
-
-    let t = Instant::now();
-    pod.stop(&graceful, 10).await.expect("stop");
-    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
-    let s = pod.status(&graceful).await;
-    assert_eq!((s.state, s.exit_code, s.reason.as_str()), (EXITED, 0, "Completed"), "{s:?}");
-
-    for (id, code) in [(&cri_signal, 7), (&image_signal, 8), (&both, 10)] {
-        let t = Instant::now();
-        pod.stop(id, 10).await.expect("stop");
-        assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
-        let s = pod.status(id).await;
-        assert_eq!((s.state, s.exit_code), (EXITED, code), "{s:?}");
-    }
-
-    let t = Instant::now();
-    pod.stop(&stubborn, 2).await.expect("stop");
-    let took = t.elapsed();
-    assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
-        "took {took:?}"
-    );
-    let s = pod.status(&stubborn).await;
-    assert_eq!((s.state, s.exit_code, s.reason.as_str()), (EXITED, 137, "Error"), "{s:?}");
-    // Stopping an exited container is a no-op.
-    pod.stop(&stubborn, 2).await.expect("stop again");
-    assert_eq!(pod.status(&stubborn).await.finished_at, s.finished_at);
-}
-
-/// The host pids of every process in the container's cgroup.
-fn cgroup_pids(cgroup_path: &str) -> BTreeSet<i32> {
-    cgroup_dirs(cgroup_path)
-        .iter()
-        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-        .flat_map(|t| {
-            t.lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// `pid: cmdline (NSpid ...)` for messages.
-fn describe(pid: i32) -> String {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let nspid = support::cri::status_field(&status, "NSpid").unwrap_or_default();
-    format!("{pid}: {} (NSpid {nspid})", cmdline.trim())
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie has not "ended" for our purpose either, but it holds no resources; count only
-    // processes that still run.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                != Some("Z")
-        })
-        .unwrap_or(false)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn stop_ends_every_process_of_the_container() {
-    let env = Env::shared();
-    let image = env.busybox();
-    env.pull(&image).await;
-    // Two pods: one where each container has its own pid namespace (the init's exit takes the
-    // rest along), one sharing the pod's (nothing but the runtime kills the others). CRI's
-    // default pid mode (0) is POD; kubelet always names one.
-    let pid_mode = |mode: cri::NamespaceMode| cri::NamespaceOption {
-        pid: mode as i32,
-        ..Default::default()
-    };
-    let pod_config = |mode| cri::PodSandboxConfig {
-        linux: Some(cri::LinuxPodSandboxConfig {
-            security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(pid_mode(mode)),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let private = Pod::start(&env.daemon, pod_config(cri::NamespaceMode::Container)).await;
-    let shared = Pod::start(&env.daemon, pod_config(cri::NamespaceMode::Pod)).await;
-    let script = "(trap '' TERM; while true; do sleep 0.1; done) & \
-                  sleep 1000 & \
-                  trap 'exit 0' TERM; echo pid=$$; echo ready; \
-                  while true; do sleep 0.1; done";
-    let mut failures = Vec::new();
-    for (pod, mode, what) in [
-        (&private, cri::NamespaceMode::Container, "own pid namespace"),
-        (&shared, cri::NamespaceMode::Pod, "pod pid namespace"),
-    ] {
-        let c = with_security(pod.sh("family", &image, script), |sc| {
-            sc.namespace_options = Some(pid_mode(mode));
-        });
-        let id = pod.launch(c).await;
-        wait_ready(pod, "family").await;
-        let out = support::cri::stream(&pod.log("family"), "stdout");
-        assert_eq!(
-            out.lines().any(|l| l == "pid=1"),
-            mode == cri::NamespaceMode::Container,
-            "{what}: the init is PID 1 exactly in its own pid namespace: {out}"
-        );
-        let (_, info) = pod.status_verbose(&id).await;
-        let cgroup_path = info["cgroupPath"].as_str().unwrap().to_owned();
-        // sh, the subshell, sleep 1000 and the loops' sleeps.
-        let mut pids = cgroup_pids(&cgroup_path);
-        for _ in 0..40 {
-            if pids.len() >= 4 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-            pids = cgroup_pids(&cgroup_path);
-        }
-        assert!(pids.len() >= 4, "{what}: {pids:?}");
-        pod.stop(&id, 5).await.expect("stop");
-        let s = pod.status(&id).await;
-        if (s.state, s.exit_code) != (EXITED, 0) {
-            failures.push(format!("{what}: {s:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let left: Vec<String> = pids
-            .iter()
-            .copied()
-            .filter(|p| alive(*p))
-            .map(describe)
-            .collect();
-        if !left.is_empty() {
-            failures.push(format!(
-                "{what}: processes still alive after StopContainer: {left:?} (cgroup now {:?})",
-                cgroup_pids(&cgroup_path)
-            ));
-        }
-        let in_cgroup = cgroup_pids(&cgroup_path);
-        if !in_cgroup.is_empty() {
-            failures.push(format!("{what}: cgroup still has {in_cgroup:?}"));
-        }
-    }
-    assert!(failures.is_empty(), "{failures:#?}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn remove_is_idempotent() {
-    let env = Env::shared();
-    let image = env.busybox();
-    env.pull(&image).await;
-    let pod = Pod::start(&env.daemon, Default::default()).await;
-    let id = pod.launch(pod.sh("doomed", &image, "sleep 1000")).await;
-    let (_, info) = pod.status_verbose(&id).await;
-    let cgroup_path = info["cgroupPath"].as_str().unwrap().to_owned();
-    let pid = info["pid"].as_i64().unwrap() as i32;
-    // A running container is stopped by its removal.
-    pod.remove(&id).await.expect("remove running");
-    assert!(!alive(pid), "init {pid} still alive");
-    assert!(cgroup_dirs(&cgroup_path).is_empty(), "cgroup left");
-    pod.remove(&id).await.expect("remove again");
-    pod.remove(&"f".repeat(64)).await.expect("remove unknown");
-    let err = pod
-        .rt
-        .clone()
-        .container_status(cri::ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: false,
-        })
-        .await
-        .expect_err("status of a removed container");
-    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
-    // A created (never started) container can be removed too.
-    let id = pod.create(pod.sh("never", &image, "true")).await.unwrap();
-    pod.remove(&id).await.expect("remove created");
-    assert!(!env.daemon.root().join("containers").join(&id).exists());
 }
 
 async fn list(pod: &Pod, filter: cri::ContainerFilter) -> BTreeSet<String> {
@@ -365,15 +129,24 @@ async fn list_containers_filters() {
         ))
         .await;
     let exited = a
-        .launch(with_labels(a.sh("exited", &image, "true"), &[("app", &app)]))
+        .launch(with_labels(
+            a.sh("exited", &image, "true"),
+            &[("app", &app)],
+        ))
         .await;
     a.wait_exited(&exited, Duration::from_secs(20)).await;
     let created = a
-        .create(with_labels(a.sh("created", &image, "true"), &[("app", "other")]))
+        .create(with_labels(
+            a.sh("created", &image, "true"),
+            &[("app", "other")],
+        ))
         .await
         .unwrap();
     let elsewhere = b
-        .launch(with_labels(b.sh("elsewhere", &image, "sleep 1000"), &[("app", &app)]))
+        .launch(with_labels(
+            b.sh("elsewhere", &image, "sleep 1000"),
+            &[("app", &app)],
+        ))
         .await;
     let set = |ids: &[&String]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     let state = |s: i32| Some(cri::ContainerStateValue { state: s });
@@ -382,19 +155,108 @@ async fn list_containers_filters() {
         ..f
     };
     let cases = [
-        ("pod a", in_a(Default::default()), set(&[&running, &exited, &created])),
-        ("pod b", cri::ContainerFilter { pod_sandbox_id: b.id.clone(), ..Default::default() }, set(&[&elsewhere])),
-        ("running in a", in_a(cri::ContainerFilter { state: state(RUNNING), ..Default::default() }), set(&[&running])),
-        ("exited in a", in_a(cri::ContainerFilter { state: state(EXITED), ..Default::default() }), set(&[&exited])),
-        ("created in a", in_a(cri::ContainerFilter { state: state(CREATED), ..Default::default() }), set(&[&created])),
-        ("label", cri::ContainerFilter { label_selector: labels(&[("app", &app)]), ..Default::default() }, set(&[&running, &exited, &elsewhere])),
-        ("labels", cri::ContainerFilter { label_selector: labels(&[("app", &app), ("tier", "front")]), ..Default::default() }, set(&[&running])),
-        ("label in a", in_a(cri::ContainerFilter { label_selector: labels(&[("app", &app)]), ..Default::default() }), set(&[&exited, &running])),
-        ("running with label", cri::ContainerFilter { state: state(RUNNING), label_selector: labels(&[("app", &app)]), ..Default::default() }, set(&[&running, &elsewhere])),
-        ("id prefix", cri::ContainerFilter { id: running[..12].to_owned(), ..Default::default() }, set(&[&running])),
-        ("full id", cri::ContainerFilter { id: elsewhere.clone(), ..Default::default() }, set(&[&elsewhere])),
-        ("id in the wrong pod", in_a(cri::ContainerFilter { id: elsewhere.clone(), ..Default::default() }), set(&[])),
-        ("unknown label value", cri::ContainerFilter { label_selector: labels(&[("app", "nope-nope")]), ..Default::default() }, set(&[])),
+        (
+            "pod a",
+            in_a(Default::default()),
+            set(&[&running, &exited, &created]),
+        ),
+        (
+            "pod b",
+            cri::ContainerFilter {
+                pod_sandbox_id: b.id.clone(),
+                ..Default::default()
+            },
+            set(&[&elsewhere]),
+        ),
+        (
+            "running in a",
+            in_a(cri::ContainerFilter {
+                state: state(RUNNING),
+                ..Default::default()
+            }),
+            set(&[&running]),
+        ),
+        (
+            "exited in a",
+            in_a(cri::ContainerFilter {
+                state: state(EXITED),
+                ..Default::default()
+            }),
+            set(&[&exited]),
+        ),
+        (
+            "created in a",
+            in_a(cri::ContainerFilter {
+                state: state(CREATED),
+                ..Default::default()
+            }),
+            set(&[&created]),
+        ),
+        (
+            "label",
+            cri::ContainerFilter {
+                label_selector: labels(&[("app", &app)]),
+                ..Default::default()
+            },
+            set(&[&running, &exited, &elsewhere]),
+        ),
+        (
+            "labels",
+            cri::ContainerFilter {
+                label_selector: labels(&[("app", &app), ("tier", "front")]),
+                ..Default::default()
+            },
+            set(&[&running]),
+        ),
+        (
+            "label in a",
+            in_a(cri::ContainerFilter {
+                label_selector: labels(&[("app", &app)]),
+                ..Default::default()
+            }),
+            set(&[&exited, &running]),
+        ),
+        (
+            "running with label",
+            cri::ContainerFilter {
+                state: state(RUNNING),
+                label_selector: labels(&[("app", &app)]),
+                ..Default::default()
+            },
+            set(&[&running, &elsewhere]),
+        ),
+        (
+            "id prefix",
+            cri::ContainerFilter {
+                id: running[..12].to_owned(),
+                ..Default::default()
+            },
+            set(&[&running]),
+        ),
+        (
+            "full id",
+            cri::ContainerFilter {
+                id: elsewhere.clone(),
+                ..Default::default()
+            },
+            set(&[&elsewhere]),
+        ),
+        (
+            "id in the wrong pod",
+            in_a(cri::ContainerFilter {
+                id: elsewhere.clone(),
+                ..Default::default()
+            }),
+            set(&[]),
+        ),
+        (
+            "unknown label value",
+            cri::ContainerFilter {
+                label_selector: labels(&[("app", "nope-nope")]),
+                ..Default::default()
+            },
+            set(&[]),
+        ),
     ];
     let mut failures = Vec::new();
     for (what, filter, want) in cases {
@@ -404,16 +266,15 @@ async fn list_containers_filters() {
         }
     }
     // The entries carry what kubelet reads.
-    let all = a
-        .rt
-        .clone()
-        .list_containers(cri::ListContainersRequest {
-            filter: Some(in_a(Default::default())),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let all =
+        a.rt.clone()
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(in_a(Default::default())),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
     let r = all.iter().find(|c| c.id == running).unwrap();
     assert_eq!(r.pod_sandbox_id, a.id);
     assert_eq!(r.metadata.as_ref().unwrap().name, "running");

@@ -130,10 +130,17 @@ async fn containers_survive_a_daemon_kill() {
     if s.state != CREATED {
         failures.push(format!("created: {s:?}"));
     }
-    assert!(failures.is_empty(), "{failures:#?}\n{}", support::cri::tail(&env.daemon.log()));
+    assert!(
+        failures.is_empty(),
+        "{failures:#?}\n{}",
+        support::cri::tail(&env.daemon.log())
+    );
 
     // Business as usual: the created one starts, the loopers stop on SIGTERM with 0.
-    pods[0].start_container(&created).await.expect("start after restart");
+    pods[0]
+        .start_container(&created)
+        .await
+        .expect("start after restart");
     let s = pods[0].wait_exited(&created, Duration::from_secs(20)).await;
     assert_eq!(s.exit_code, 0, "{s:?}");
     assert_eq!(stream(&pods[0].log("created"), "stdout"), "started-later\n");
@@ -155,7 +162,10 @@ async fn containers_survive_a_daemon_kill() {
             failures.push(format!("{name}: after stop {s:?}"));
         }
         if s.finished_at < back_at {
-            failures.push(format!("{name}: finished_at {} before the restart", s.finished_at));
+            failures.push(format!(
+                "{name}: finished_at {} before the restart",
+                s.finished_at
+            ));
         }
         match check_sequence(name, &pod(*p).log(name)) {
             Ok((count, stamps)) => {
@@ -175,5 +185,9 @@ async fn containers_survive_a_daemon_kill() {
         }
     }
     println!("lines logged while the daemon was down: {lines_while_down:?}");
-    assert!(failures.is_empty(), "{failures:#?}\n{}", support::cri::tail(&env.daemon.log()));
+    assert!(
+        failures.is_empty(),
+        "{failures:#?}\n{}",
+        support::cri::tail(&env.daemon.log())
+    );
 }

@@ -1,14 +1,15 @@
 //! The process a container runs, checked from inside busybox containers through CRI:
-//! capabilities, seccomp mode, no_new_privs, uid/gid/groups, masked and read-only paths,
-//! read-only rootfs, hostname, env, cwd, oom_score_adj and sysctls. Needs root.
+//! capabilities, seccomp mode and effect, no_new_privs, privileged, masked and read-only paths,
+//! read-only rootfs, hostname, env, cwd, oom_score_adj and sysctls. Users and groups:
+//! `containers_users.rs`. Needs root.
 
 mod support;
 
 use std::collections::BTreeSet;
 
 use strata::cri::v1 as cri;
-use support::cri::{Env, Pod, Ran, status_field, with_resources, with_security};
-use support::fixtures::{CRI_TOOLS_REPO, busybox_image};
+use support::cri::{Env, Pod, status_field, with_resources, with_security};
+use support::fixtures::busybox_image;
 
 /// containerd's default capability set (CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID
 /// SETUID SETFCAP SETPCAP NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE).
@@ -31,13 +32,6 @@ fn host_caps() -> u64 {
     )
 }
 
-/// Runs `script` and asserts it exited 0.
-async fn ok(pod: &Pod, config: cri::ContainerConfig) -> Ran {
-    let ran = pod.run(config).await;
-    assert_eq!(ran.status.exit_code, 0, "{ran:#?}");
-    ran
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn default_capabilities_seccomp_and_no_new_privs() {
     let env = Env::shared();
@@ -45,7 +39,9 @@ async fn default_capabilities_seccomp_and_no_new_privs() {
     env.pull(&image).await;
     let pod = Pod::start(&env.daemon, Default::default()).await;
 
-    let ran = ok(&pod, pod.sh("default", &image, "cat /proc/self/status")).await;
+    let ran = pod
+        .run_ok(pod.sh("default", &image, "cat /proc/self/status"))
+        .await;
     let s = &ran.stdout;
     for key in ["CapPrm", "CapEff", "CapBnd"] {
         assert_eq!(hex(s, key), DEFAULT_CAPS, "{key}: {s}");
@@ -59,7 +55,7 @@ async fn default_capabilities_seccomp_and_no_new_privs() {
     let c = with_security(pod.sh("nnp", &image, "cat /proc/self/status"), |sc| {
         sc.no_new_privs = true;
     });
-    let s = ok(&pod, c).await.stdout;
+    let s = pod.run_ok(c).await.stdout;
     assert_eq!(status_field(&s, "NoNewPrivs"), Some("1"), "{s}");
 
     let profile = |t: cri::security_profile::ProfileType| cri::SecurityProfile {
@@ -69,20 +65,37 @@ async fn default_capabilities_seccomp_and_no_new_privs() {
     let c = with_security(pod.sh("rtdefault", &image, "cat /proc/self/status"), |sc| {
         sc.seccomp = Some(profile(cri::security_profile::ProfileType::RuntimeDefault));
     });
-    let s = ok(&pod, c).await.stdout;
+    let s = pod.run_ok(c).await.stdout;
     assert_eq!(status_field(&s, "Seccomp"), Some("2"), "{s}");
     assert_eq!(status_field(&s, "Seccomp_filters"), Some("1"), "{s}");
-    let c = with_security(pod.sh("unconfined", &image, "cat /proc/self/status"), |sc| {
+    let c = with_security(
+        pod.sh("unconfined", &image, "cat /proc/self/status"),
+        |sc| {
+            sc.seccomp = Some(profile(cri::security_profile::ProfileType::Unconfined));
+        },
+    );
+    let s = pod.run_ok(c).await.stdout;
+    assert_eq!(status_field(&s, "Seccomp"), Some("0"), "{s}");
+
+    // The default profile has an effect: unshare(2) needs CAP_SYS_ADMIN under it (as in
+    // containerd's), while a user namespace needs no capability at all without it.
+    let unshare = "unshare -U true && echo allowed";
+    let c = with_security(pod.sh("unshare-default", &image, unshare), |sc| {
+        sc.seccomp = Some(profile(cri::security_profile::ProfileType::RuntimeDefault));
+    });
+    let ran = pod.run(c).await;
+    assert_ne!(ran.status.exit_code, 0, "{ran:#?}");
+    assert!(ran.stderr.contains("Operation not permitted"), "{ran:#?}");
+    let c = with_security(pod.sh("unshare-unconfined", &image, unshare), |sc| {
         sc.seccomp = Some(profile(cri::security_profile::ProfileType::Unconfined));
     });
-    let s = ok(&pod, c).await.stdout;
-    assert_eq!(status_field(&s, "Seccomp"), Some("0"), "{s}");
+    assert_eq!(pod.run_ok(c).await.stdout, "allowed\n");
 
     // A non-root user keeps the bounding set but has no effective capabilities.
     let c = with_security(pod.sh("nonroot", &image, "cat /proc/self/status"), |sc| {
         sc.run_as_user = Some(cri::Int64Value { value: 1234 });
     });
-    let s = ok(&pod, c).await.stdout;
+    let s = pod.run_ok(c).await.stdout;
     assert_eq!(hex(&s, "CapEff"), 0, "{s}");
     assert_eq!(hex(&s, "CapBnd"), DEFAULT_CAPS, "{s}");
 }
@@ -95,9 +108,24 @@ async fn capabilities_add_and_drop() {
     let pod = Pod::start(&env.daemon, Default::default()).await;
     let all = host_caps();
     let cases: [(&str, &[&str], &[&str], u64); 6] = [
-        ("add-sys-admin", &["SYS_ADMIN"], &[], DEFAULT_CAPS | CAP_SYS_ADMIN),
-        ("add-prefixed", &["CAP_SYS_ADMIN"], &[], DEFAULT_CAPS | CAP_SYS_ADMIN),
-        ("drop-net-raw", &[], &["NET_RAW"], DEFAULT_CAPS & !CAP_NET_RAW),
+        (
+            "add-sys-admin",
+            &["SYS_ADMIN"],
+            &[],
+            DEFAULT_CAPS | CAP_SYS_ADMIN,
+        ),
+        (
+            "add-prefixed",
+            &["CAP_SYS_ADMIN"],
+            &[],
+            DEFAULT_CAPS | CAP_SYS_ADMIN,
+        ),
+        (
+            "drop-net-raw",
+            &[],
+            &["NET_RAW"],
+            DEFAULT_CAPS & !CAP_NET_RAW,
+        ),
         ("drop-all", &[], &["ALL"], 0),
         (
             "drop-all-add-one",
@@ -116,7 +144,7 @@ async fn capabilities_add_and_drop() {
                 add_ambient_capabilities: Vec::new(),
             });
         });
-        let s = ok(&pod, c).await.stdout;
+        let s = pod.run_ok(c).await.stdout;
         for key in ["CapEff", "CapPrm", "CapBnd"] {
             let got = hex(&s, key);
             if got != want {
@@ -151,7 +179,7 @@ async fn privileged_container() {
             localhost_ref: String::new(),
         });
     });
-    let out = ok(&pod, c).await.stdout;
+    let out = pod.run_ok(c).await.stdout;
     let (status, mountinfo) = out.split_once("---\n").unwrap();
     assert_eq!(hex(status, "CapEff"), host_caps(), "{status}");
     assert_eq!(hex(status, "CapBnd"), host_caps(), "{status}");
@@ -172,7 +200,7 @@ async fn privileged_container() {
 
     // Not privileged: /sys is read-only.
     let c = pod.sh("unpriv", &image, "cat /proc/self/mountinfo");
-    let mountinfo = ok(&pod, c).await.stdout;
+    let mountinfo = pod.run_ok(c).await.stdout;
     let sys = mountinfo
         .lines()
         .find(|l| l.split(' ').nth(4) == Some("/sys"))
@@ -181,134 +209,6 @@ async fn privileged_container() {
         sys.split(' ').nth(5).unwrap().split(',').any(|o| o == "ro"),
         "{sys}"
     );
-}
-
-/// The `Uid`, `Gid` and `Groups` of a container's init, from `/proc/self/status`.
-async fn ids(pod: &Pod, config: cri::ContainerConfig) -> (u32, u32, BTreeSet<u32>) {
-    let s = ok(pod, config).await.stdout;
-    let first = |key: &str| -> u32 {
-        let v = status_field(&s, key).unwrap_or_else(|| panic!("{key} in {s}"));
-        let all: BTreeSet<&str> = v.split_whitespace().collect();
-        assert_eq!(all.len(), 1, "real/effective/saved/fs {key} differ: {v}");
-        v.split_whitespace().next().unwrap().parse().unwrap()
-    };
-    let groups = status_field(&s, "Groups")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|g| g.parse().unwrap())
-        .collect();
-    (first("Uid"), first("Gid"), groups)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn users_and_groups() {
-    let env = Env::shared();
-    let busybox = env.busybox();
-    env.pull(&busybox).await;
-    let image = |name: &str| env.image(&format!("{CRI_TOOLS_REPO}/{name}:latest"));
-    for name in [
-        "test-image-user-uid",
-        "test-image-user-username",
-        "test-image-user-uid-group",
-        "test-image-user-username-group",
-        "test-image-predefined-group",
-    ] {
-        env.pull(&image(name)).await;
-    }
-    let pod = Pod::start(&env.daemon, Default::default()).await;
-    let status = "cat /proc/self/status";
-    let set = |v: &[u32]| v.iter().copied().collect::<BTreeSet<u32>>();
-    let int = |v| Some(cri::Int64Value { value: v });
-
-    let mut cases: Vec<(&str, cri::ContainerConfig, (u32, u32, BTreeSet<u32>))> = vec![
-        ("root", pod.sh("root", &busybox, status), (0, 0, set(&[0]))),
-        (
-            "image uid",
-            pod.sh("img-uid", &image("test-image-user-uid"), status),
-            (1002, 0, set(&[0])),
-        ),
-        (
-            "image name",
-            pod.sh("img-name", &image("test-image-user-username"), status),
-            (33, 33, set(&[33])),
-        ),
-        (
-            "image uid:gid",
-            pod.sh("img-uid-gid", &image("test-image-user-uid-group"), status),
-            (1003, 1004, set(&[1004])),
-        ),
-        (
-            "image name:gid",
-            pod.sh("img-name-gid", &image("test-image-user-username-group"), status),
-            (33, 1004, set(&[1004])),
-        ),
-        (
-            "image groups",
-            pod.sh("img-groups", &image("test-image-predefined-group"), status),
-            (1000, 1000, set(&[1000, 50000])),
-        ),
-    ];
-    let secured = |name: &str, image: &str, f: &dyn Fn(&mut cri::LinuxContainerSecurityContext)| {
-        with_security(pod.sh(name, image, status), f)
-    };
-    cases.push((
-        "run_as_user",
-        secured("run-as-user", &busybox, &|sc| sc.run_as_user = int(1234)),
-        (1234, 0, set(&[0])),
-    ));
-    cases.push((
-        "run_as_user over image USER",
-        secured("run-as-user-img", &image("test-image-user-uid"), &|sc| {
-            sc.run_as_user = int(0)
-        }),
-        (0, 0, set(&[0])),
-    ));
-    cases.push((
-        "run_as_username",
-        secured("run-as-username", &busybox, &|sc| {
-            sc.run_as_username = "www-data".into()
-        }),
-        (33, 33, set(&[33])),
-    ));
-    cases.push((
-        "run_as_group",
-        secured("run-as-group", &busybox, &|sc| {
-            sc.run_as_user = int(1001);
-            sc.run_as_group = int(2002);
-        }),
-        (1001, 2002, set(&[2002])),
-    ));
-    cases.push((
-        "supplemental_groups",
-        secured("supplemental", &busybox, &|sc| {
-            sc.run_as_user = int(1001);
-            sc.supplemental_groups = vec![3000, 4000];
-        }),
-        (1001, 0, set(&[0, 3000, 4000])),
-    ));
-    cases.push((
-        "supplemental_groups merged with the image's",
-        secured("merge", &image("test-image-predefined-group"), &|sc| {
-            sc.supplemental_groups = vec![60000];
-        }),
-        (1000, 1000, set(&[1000, 50000, 60000])),
-    ));
-    cases.push((
-        "supplemental_groups_policy Strict",
-        secured("strict", &image("test-image-predefined-group"), &|sc| {
-            sc.supplemental_groups = vec![60000];
-            sc.supplemental_groups_policy = cri::SupplementalGroupsPolicy::Strict as i32;
-        }),
-        (1000, 1000, set(&[1000, 60000])),
-    ));
-    let mut failures = Vec::new();
-    for (what, config, want) in cases {
-        let got = ids(&pod, config).await;
-        if got != want {
-            failures.push(format!("{what}: got {got:?}, want {want:?}"));
-        }
-    }
-    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -321,9 +221,8 @@ async fn masked_readonly_paths_and_readonly_rootfs() {
     // Masked files are /dev/null (this kernel has no /proc/kcore; /proc/timer_list has
     // content on the host), masked directories an empty read-only tmpfs.
     assert!(std::fs::metadata("/proc/timer_list").is_ok());
-    let ran = ok(
-        &pod,
-        pod.sh(
+    let ran = pod
+        .run_ok(pod.sh(
             "masked",
             &image,
             "[ -c /proc/timer_list ] && echo timer-list-is-chardev; \
@@ -331,9 +230,8 @@ async fn masked_readonly_paths_and_readonly_rootfs() {
              echo keys-bytes=$(cat /proc/keys | wc -c); \
              echo firmware-entries=$(ls -A /sys/firmware | wc -l); \
              touch /sys/firmware/x 2>&1 || echo firmware-not-writable",
-        ),
-    )
-    .await;
+        ))
+        .await;
     for want in [
         "timer-list-is-chardev\n",
         "timer-list-bytes=0\n",
@@ -374,7 +272,7 @@ async fn masked_readonly_paths_and_readonly_rootfs() {
     assert!(ran.stderr.contains("Read-only file system"), "{ran:#?}");
     assert!(ran.stderr.contains("/x"), "{ran:#?}");
     // Without it the same write works.
-    ok(&pod, pod.sh("rw-rootfs", &image, "touch /x")).await;
+    pod.run_ok(pod.sh("rw-rootfs", &image, "touch /x")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -410,7 +308,7 @@ async fn hostname_env_and_working_dir() {
             value: "a b=c".into(),
         },
     ];
-    let out = ok(&pod, c).await.stdout;
+    let out = pod.run_ok(c).await.stdout;
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..3], ["sec-host", "sec-host", "/image/wd"], "{out}");
     let envs: BTreeSet<&str> = lines[3..].iter().copied().collect();
@@ -426,7 +324,7 @@ async fn hostname_env_and_working_dir() {
     // CRI working_dir wins and is created when missing.
     let mut c = pod.sh("cwd", &image, "pwd; ls -ld .");
     c.working_dir = "/not/yet/there".into();
-    let out = ok(&pod, c).await.stdout;
+    let out = pod.run_ok(c).await.stdout;
     assert!(out.starts_with("/not/yet/there\n"), "{out}");
 }
 
@@ -436,7 +334,10 @@ async fn oom_score_adj_is_clamped_and_sysctls_apply() {
     let image = env.busybox();
     env.pull(&image).await;
     let mut sysctls = std::collections::HashMap::new();
-    sysctls.insert("net.ipv4.ip_unprivileged_port_start".to_owned(), "81".to_owned());
+    sysctls.insert(
+        "net.ipv4.ip_unprivileged_port_start".to_owned(),
+        "81".to_owned(),
+    );
     sysctls.insert("kernel.shm_rmid_forced".to_owned(), "1".to_owned());
     let pod = Pod::start(
         &env.daemon,
@@ -449,14 +350,12 @@ async fn oom_score_adj_is_clamped_and_sysctls_apply() {
         },
     )
     .await;
-    let daemon_adj: i32 = std::fs::read_to_string(format!(
-        "/proc/{}/oom_score_adj",
-        env.daemon.pid().unwrap()
-    ))
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
+    let daemon_adj: i32 =
+        std::fs::read_to_string(format!("/proc/{}/oom_score_adj", env.daemon.pid().unwrap()))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
     let adj = |name: &str, value: i64| {
         with_resources(
             pod.sh(name, &image, "cat /proc/self/oom_score_adj"),
@@ -468,23 +367,24 @@ async fn oom_score_adj_is_clamped_and_sysctls_apply() {
     };
     // Root here lacks CAP_SYS_RESOURCE: a lower value cannot be set; the container still runs,
     // with the daemon's own value (or higher).
-    let out = ok(&pod, adj("negative", -999)).await.stdout;
+    let out = pod.run_ok(adj("negative", -999)).await.stdout;
     let got: i32 = out.trim().parse().unwrap();
-    assert!(got >= daemon_adj && got >= -999, "got {got}, daemon {daemon_adj}");
+    assert!(
+        got >= daemon_adj && got >= -999,
+        "got {got}, daemon {daemon_adj}"
+    );
     assert_eq!(got, daemon_adj.max(-999));
-    let out = ok(&pod, adj("positive", 777)).await.stdout;
+    let out = pod.run_ok(adj("positive", 777)).await.stdout;
     assert_eq!(out.trim(), "777");
 
-    let out = ok(
-        &pod,
-        pod.sh(
+    let out = pod
+        .run_ok(pod.sh(
             "sysctls",
             &image,
             "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced",
-        ),
-    )
-    .await
-    .stdout;
+        ))
+        .await
+        .stdout;
     assert_eq!(out, "81\n1\n");
     // The host's values are untouched.
     assert_ne!(

@@ -8,6 +8,7 @@ packages=(
 	docker-registry   # a real OCI registry on loopback for the tests
 	apache2-utils     # htpasswd for the authenticated-registry tests
 	busybox           # fixture images are built from Debian's dynamic busybox
+	runc              # the external OCI runtime handler's tests (containers_oci_runtime.rs)
 	zstd tar gzip util-linux iproute2 e2fsprogs
 )
 missing=()

@@ -316,6 +316,9 @@ impl Cgroup {
 
     fn kill_loop(&self, kill_file: Option<&Path>) -> Result<(), CgroupError> {
         let deadline = Instant::now() + Duration::from_secs(10);
+        // SIGKILLed processes are usually gone within a fraction of a millisecond: poll fast
+        // first, then back off.
+        let mut pause = Duration::from_micros(200);
         loop {
             // A killed process stays listed until its parent reaps it: it counts as gone.
             let pids: Vec<i32> = self
@@ -340,7 +343,8 @@ impl Cgroup {
                 },
                 None => self.freeze_and_kill(&pids)?,
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
         }
     }
 

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// Longest `state` path that leaves room for `/c/<64-hex id>/m.sock` in a unix socket path.
+pub const MAX_STATE_PATH: usize = 107 - "/c//m.sock".len() - 64;
+
 /// The commented default configuration, as printed by `strata config default`.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
@@ -39,13 +42,42 @@ pub struct Config {
 pub struct RuntimeConfig {
     /// cgroupfs parent of pods whose `cgroup_parent` is empty (kubelet always sets one).
     pub cgroup_parent: String,
+    /// Runtime handlers (`RunPodSandboxRequest.runtime_handler`, a RuntimeClass's `handler`)
+    /// whose containers run under an external OCI runtime. The default handler (`""` or
+    /// [`DEFAULT_HANDLER`]) is always the built-in launcher.
+    pub handlers: BTreeMap<String, HandlerConfig>,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             cgroup_parent: "/strata".into(),
+            handlers: BTreeMap::new(),
         }
+    }
+}
+
+/// The name of the built-in launcher's handler (as is `""`).
+pub const DEFAULT_HANDLER: &str = "strata";
+
+/// `[runtime.handlers.NAME]`: an OCI runtime binary (runc) and its state directory.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerConfig {
+    /// The runtime binary, absolute (e.g. `/usr/sbin/runc`).
+    pub runtime_path: PathBuf,
+    /// The runtime's state directory (`runc --root`); default `<state>/oci/NAME`.
+    #[serde(default)]
+    pub runtime_root: Option<PathBuf>,
+}
+
+impl Config {
+    /// The state directory (`--root`) of handler `name`'s OCI runtime.
+    pub fn handler_root(&self, name: &str, handler: &HandlerConfig) -> PathBuf {
+        handler
+            .runtime_root
+            .clone()
+            .unwrap_or_else(|| self.state.join("oci").join(name))
     }
 }
 
@@ -161,6 +193,16 @@ impl Config {
                 return Err(invalid(key, "must be an absolute path"));
             }
         }
+        // Monitor sockets live at `<state>/c/<64-hex id>/m.sock`; unix socket paths end at 107
+        // bytes.
+        if self.state.as_os_str().len() > MAX_STATE_PATH {
+            return Err(ConfigError::Invalid {
+                key: "state".into(),
+                message: format!(
+                    "path is too long for the monitors' unix sockets: at most {MAX_STATE_PATH} bytes"
+                ),
+            });
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",
@@ -172,6 +214,32 @@ impl Config {
                 "runtime.cgroup_parent",
                 "must be an absolute cgroup path without `..`",
             ));
+        }
+        for (name, handler) in &self.runtime.handlers {
+            let key = |field: &str| format!("runtime.handlers.{name}.{field}");
+            if name.is_empty() || name == DEFAULT_HANDLER {
+                return Err(invalid(
+                    &format!("runtime.handlers.{name}"),
+                    "the default handler (\"\" or \"strata\") is the built-in launcher; \
+                     choose another name",
+                ));
+            }
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                || name.starts_with('.')
+            {
+                return Err(invalid(
+                    &format!("runtime.handlers.{name}"),
+                    "a handler name may only hold letters, digits, `-`, `_` and `.`",
+                ));
+            }
+            if !handler.runtime_path.is_absolute() {
+                return Err(invalid(&key("runtime_path"), "must be an absolute path"));
+            }
+            if handler.runtime_root.as_ref().is_some_and(|r| !r.is_absolute()) {
+                return Err(invalid(&key("runtime_root"), "must be an absolute path"));
+            }
         }
         if self.images.max_concurrent_downloads == 0 {
             return Err(invalid(
@@ -234,6 +302,50 @@ mod tests {
         assert!(err.to_string().contains("format"), "{err}");
         let err = Config::parse("root = \"relative\"\n").unwrap_err();
         assert!(err.to_string().contains("`root`"), "{err}");
+    }
+
+    #[test]
+    fn runtime_handlers_parse_and_validate() {
+        let cfg = Config::parse(
+            "[runtime.handlers.runc]\nruntime_path = \"/usr/sbin/runc\"\n\
+             [runtime.handlers.other]\nruntime_path = \"/bin/x\"\nruntime_root = \"/run/x\"\n",
+        )
+        .unwrap();
+        let runc = &cfg.runtime.handlers["runc"];
+        assert_eq!(runc.runtime_path, Path::new("/usr/sbin/runc"));
+        assert_eq!(
+            cfg.handler_root("runc", runc),
+            Path::new("/run/strata/oci/runc")
+        );
+        let other = &cfg.runtime.handlers["other"];
+        assert_eq!(cfg.handler_root("other", other), Path::new("/run/x"));
+        for (toml, key) in [
+            (
+                "[runtime.handlers.strata]\nruntime_path = \"/usr/sbin/runc\"\n",
+                "runtime.handlers.strata",
+            ),
+            (
+                "[runtime.handlers.\"\"]\nruntime_path = \"/usr/sbin/runc\"\n",
+                "runtime.handlers.",
+            ),
+            (
+                "[runtime.handlers.runc]\nruntime_path = \"runc\"\n",
+                "runtime.handlers.runc.runtime_path",
+            ),
+            (
+                "[runtime.handlers.runc]\nruntime_path = \"/r\"\nruntime_root = \"rel\"\n",
+                "runtime.handlers.runc.runtime_root",
+            ),
+            (
+                "[runtime.handlers.\"a/b\"]\nruntime_path = \"/r\"\n",
+                "runtime.handlers.a/b",
+            ),
+        ] {
+            let err = Config::parse(toml).unwrap_err();
+            assert!(err.to_string().contains(&format!("`{key}`")), "{toml}: {err}");
+        }
+        let err = Config::parse("[runtime.handlers.runc]\nruntime_root = \"/r\"\n").unwrap_err();
+        assert!(err.to_string().contains("runtime_path"), "{err}");
     }
 
     #[test]

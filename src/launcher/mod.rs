@@ -75,6 +75,43 @@ pub struct InitConfig {
     pub cgroup_procs: Vec<PathBuf>,
 }
 
+/// Mounts the overlay of `lower` (bottom first), `upper` and `work` at `target` in the calling
+/// process's mount namespace, made private (an external OCI runtime gets a ready rootfs). Long
+/// lower lists go through fsopen/fsconfig, as in the container init.
+pub fn mount_overlay(
+    target: &std::path::Path,
+    lower: &[PathBuf],
+    upper: &std::path::Path,
+    work: &std::path::Path,
+) -> std::io::Result<()> {
+    use sys::Syscall as _;
+    if lower.is_empty() {
+        return Err(std::io::Error::other(
+            "an overlay rootfs needs at least one lower layer",
+        ));
+    }
+    let lower_top_first: Vec<PathBuf> = lower.iter().rev().cloned().collect();
+    let page_size = mount_plan::HostFacts::probe(false, false).page_size;
+    let sys = sys::RealSys;
+    match mount_plan::overlay_options(&lower_top_first, upper, work, page_size) {
+        Some(options) => sys.mount(
+            Some(std::path::Path::new("overlay")),
+            target,
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(&options),
+        )?,
+        None => sys.mount_overlay_fsconfig(target, &lower_top_first, upper, work)?,
+    }
+    sys.mount(
+        None,
+        target,
+        None,
+        nix::mount::MsFlags::MS_PRIVATE,
+        None,
+    )
+}
+
 /// The init's stdin, stdout and stderr (the pty slave thrice for a terminal).
 #[derive(Debug)]
 pub struct InitStdio {

@@ -442,7 +442,7 @@ pub(crate) fn plan(
 
 /// `lowerdir=TOP:...:BOTTOM,upperdir=U,workdir=W`, or `None` when it must go through fsconfig
 /// (longer than a page minus the NUL, or a path with a character the option syntax reserves).
-fn overlay_options(
+pub(crate) fn overlay_options(
     lower_top_first: &[PathBuf],
     upper: &Path,
     work: &Path,

@@ -177,8 +177,14 @@ fn symlink_target(dir: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<Option<Pa
     // SAFETY: stat is plain old data; dir is open and c NUL-terminated; both outlive the call.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: see above; AT_SYMLINK_NOFOLLOW stats the link itself.
-    if unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }
-        < 0
+    if unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } < 0
     {
         let e = io::Error::last_os_error();
         return if e.raw_os_error() == Some(libc::ENOENT) {

@@ -132,6 +132,7 @@ impl Monitor {
             socket_path,
             exit_file,
             memory_cgroup_dirs,
+            launcher,
         } = config;
         let log = CriLog::open(log_path.as_deref()).map_err(|e| {
             let path = log_path.as_deref().unwrap_or(Path::new(""));
@@ -141,7 +142,8 @@ impl Monitor {
         let listener = bind(&socket_path)
             .map_err(|e| format!("control socket {}: {e}", socket_path.display()))?;
         let oom_before = oom_kill_total(&memory_cgroup_dirs);
-        let created = launch::launcher(super::LauncherKind::from_env()).create(&init, stdio);
+        let created = launch::for_config(&id, &launcher, super::LauncherKind::from_env())
+            .create(&init, stdio);
         drop(init);
         let init = match created {
             Ok(init) => init,
@@ -529,6 +531,11 @@ impl Monitor {
 
     /// Records the exit, answers waiters, delivers what is left, and exits.
     fn finish(mut self) -> ! {
+        // Before the exit file: once the daemon sees the exit it may remove the container's
+        // directories, which must not hold a mounted rootfs any more.
+        if let Err(e) = self.init.cleanup() {
+            diag!("{}: cleanup after the exit: {e}", self.config.id);
+        }
         for (_, stream) in self.io.outputs() {
             self.log.finish(stream);
         }

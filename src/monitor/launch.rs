@@ -1,5 +1,5 @@
-//! How the monitor creates the container init: the [`Launch`] seam, with the built-in launcher
-//! and a host-process launcher for tests.
+//! How the monitor creates the container init: the [`Launch`] seam, with the built-in launcher,
+//! external OCI runtimes ([`super::oci_runtime`]) and a host-process launcher for tests.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use nix::unistd::{ForkResult, Pid};
 
-use super::LauncherKind;
+use super::oci_runtime::OciRuntime;
+use super::{LaunchWith, LauncherKind};
 use super::detach::pidfd_open;
 use crate::launcher::{CreatedInit, InitConfig, InitStdio};
 
@@ -21,6 +22,12 @@ pub trait Init {
     fn pidfd(&self) -> BorrowedFd<'_>;
     /// Lets the init exec; `Err` when it could not (the init then exits).
     fn start(&mut self) -> Result<(), String>;
+    /// Called once the init has exited and its output is drained, before the exit file is
+    /// written: releases what the launcher holds outside the container (an OCI runtime's state,
+    /// the rootfs mounted on the host).
+    fn cleanup(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Creates inits. Called once, from the single-threaded monitor.
@@ -28,11 +35,28 @@ pub trait Launch {
     fn create(&self, params: &InitConfig, stdio: InitStdio) -> Result<Box<dyn Init>, String>;
 }
 
-/// The launcher named by the config.
+/// The launcher named by the environment (the test-only host launcher, or the built-in one).
 pub fn launcher(kind: LauncherKind) -> &'static dyn Launch {
     match kind {
         LauncherKind::Builtin => &Builtin,
         LauncherKind::Host => &HostLauncher,
+    }
+}
+
+/// The launcher of a monitor config: an OCI runtime when it names one, else [`launcher`].
+pub fn for_config(id: &str, with: &LaunchWith, kind: LauncherKind) -> Box<dyn Launch> {
+    match with {
+        LaunchWith::OciRuntime(config) => Box::new(OciRuntime {
+            id: id.to_owned(),
+            config: config.clone(),
+        }),
+        LaunchWith::Builtin => Box::new(launcher(kind)),
+    }
+}
+
+impl<T: Launch + ?Sized> Launch for &T {
+    fn create(&self, params: &InitConfig, stdio: InitStdio) -> Result<Box<dyn Init>, String> {
+        (**self).create(params, stdio)
     }
 }
 

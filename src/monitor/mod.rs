@@ -42,6 +42,7 @@ mod event_loop;
 pub mod exit;
 mod footprint;
 pub mod launch;
+pub mod oci_runtime;
 pub mod protocol;
 mod stdio;
 
@@ -84,6 +85,22 @@ pub struct MonitorConfig {
     /// their OOM kill counters decide `oom_killed`.
     #[serde(default)]
     pub memory_cgroup_dirs: Vec<PathBuf>,
+    /// What creates the init: the built-in launcher (the default, also for configs written
+    /// before this field existed) or an external OCI runtime.
+    #[serde(default)]
+    pub launcher: LaunchWith,
+}
+
+/// The launcher a [`MonitorConfig`] names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum LaunchWith {
+    /// `crate::launcher::create` (or the test-only [`LauncherKind::Host`] chosen by the
+    /// environment).
+    #[default]
+    Builtin,
+    /// An OCI runtime binary (runc) driven through a bundle: [`oci_runtime`].
+    OciRuntime(oci_runtime::OciRuntimeConfig),
 }
 
 /// Which [`launch::Launch`] implementation creates the init.
@@ -189,6 +206,9 @@ impl MonitorConfig {
         let mut paths = vec![&self.socket_path, &self.exit_file];
         paths.extend(self.log_path.as_ref());
         paths.extend(self.memory_cgroup_dirs.iter());
+        if let LaunchWith::OciRuntime(oci) = &self.launcher {
+            paths.extend([&oci.runtime_path, &oci.runtime_root, &oci.bundle]);
+        }
         if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
             return Err(MonitorError::InvalidConfig(format!(
                 "path {} is not absolute",

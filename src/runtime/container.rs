@@ -257,6 +257,16 @@ impl Runtime {
         log_path: &str,
         cgroup_path: &str,
     ) -> Result<i32, ContainerError> {
+        let handler = self.handler_of(pod)?;
+        if let Some(h) = handler
+            && config.tty
+        {
+            return Err(ContainerError::InvalidArgument(format!(
+                "tty is not supported for containers of runtime handler `{}` (an external OCI \
+                 runtime); use the default handler",
+                h.name
+            )));
+        }
         for dir in [paths.upper(), paths.work(), paths.rootfs()] {
             std::fs::create_dir_all(&dir).map_err(io_context(format!("creating {}", dir.display())))?;
         }
@@ -299,7 +309,12 @@ impl Runtime {
             swap_controller_available: layout.swap_available(),
             image_volumes: &image_volumes,
         };
-        let spec = crate::spec::container_spec(&spec_input)?;
+        let mut spec = crate::spec::container_spec(&spec_input)?;
+        if let Some(h) = handler {
+            for warning in super::handlers::adapt_spec(&mut spec, h) {
+                tracing::warn!(container = %id, handler = %h.name, "{warning}");
+            }
+        }
         let resources = spec
             .linux()
             .as_ref()
@@ -329,6 +344,9 @@ impl Runtime {
                 .filter(|d| d.join("memory.events").exists() || d.join("memory.oom_control").exists())
                 .cloned()
                 .collect(),
+            launcher: handler.map_or_else(Default::default, |h| {
+                crate::monitor::LaunchWith::OciRuntime(h.monitor_config(paths.state.clone()))
+            }),
         };
         let config_path = paths.state.join("monitor.json");
         let created =
@@ -337,8 +355,55 @@ impl Runtime {
         Ok(created.pid)
     }
 
+    /// The OCI runtime handler of the pod's containers; `None` for the built-in launcher.
+    fn handler_of(
+        &self,
+        pod: &crate::store::PodRecord,
+    ) -> Result<Option<&super::handlers::OciHandler>, ContainerError> {
+        if super::handlers::is_default(&pod.runtime_handler) {
+            return Ok(None);
+        }
+        self.handlers
+            .get(&pod.runtime_handler)
+            .map(Some)
+            .ok_or_else(|| {
+                ContainerError::InvalidArgument(format!(
+                    "runtime handler `{}` of pod {} is no longer configured",
+                    pod.runtime_handler, pod.id
+                ))
+            })
+    }
+
+    /// For a container run by an OCI runtime whose monitor may have died before cleaning up:
+    /// the runtime's state (`delete --force`, which also kills what still runs) and the rootfs
+    /// mounted on the host. The launcher is read from the container's `monitor.json`.
+    fn release_oci_runtime(&self, paths: &Paths) {
+        #[derive(serde::Deserialize)]
+        struct Launcher {
+            id: String,
+            #[serde(default)]
+            launcher: crate::monitor::LaunchWith,
+        }
+        let Ok(bytes) = std::fs::read(paths.state.join("monitor.json")) else {
+            return;
+        };
+        let Ok(Launcher {
+            id,
+            launcher: crate::monitor::LaunchWith::OciRuntime(oci),
+        }) = serde_json::from_slice::<Launcher>(&bytes)
+        else {
+            return;
+        };
+        if let Err(e) =
+            crate::monitor::oci_runtime::cleanup_leftovers(&oci, &id, &paths.rootfs())
+        {
+            tracing::warn!(container = %id, error = %e, "releasing the OCI runtime's container");
+        }
+    }
+
     /// Best-effort removal of whatever a failed or removed container left.
     fn discard(&self, paths: &Paths, cgroup_path: &str) {
+        self.release_oci_runtime(paths);
         if let Ok(cg) = Cgroup::open(cgroup_path) {
             let _ = cg.kill_all();
             if let Err(e) = cg.delete() {
@@ -466,7 +531,7 @@ impl Runtime {
         })
         .await;
         if let Ok(Err(e)) = killed {
-            tracing::warn!(container = %id, error = %e, "killing the processes left by the container's init");
+            tracing::warn!(container = %id, error = %e, "killing what the init left");
         }
         record.state = ContainerState::Exited;
         record.exit = Some(exit);

@@ -5,6 +5,7 @@
 
 mod container;
 pub mod exec;
+pub mod handlers;
 mod names;
 mod pod;
 pub mod pod_files;
@@ -39,6 +40,8 @@ pub struct Runtime {
     host_allows_negative_oom_score_adj: bool,
     /// Serialises state transitions of containers (start/stop/remove/exit).
     transitions: tokio::sync::Mutex<()>,
+    /// The configured OCI runtime handlers, by name (the default handler is not here).
+    handlers: std::collections::BTreeMap<String, handlers::OciHandler>,
 }
 
 impl Runtime {
@@ -56,7 +59,13 @@ impl Runtime {
             default_cgroup_parent: config.runtime.cgroup_parent.clone(),
             host_allows_negative_oom_score_adj: has_cap_sys_resource(),
             transitions: tokio::sync::Mutex::new(()),
+            handlers: handlers::probe(config),
         })
+    }
+
+    /// The configured OCI runtime handlers (the default, built-in one is not listed).
+    pub fn oci_handlers(&self) -> impl Iterator<Item = &handlers::OciHandler> {
+        self.handlers.values()
     }
 
     fn pod_dir(&self, id: &str) -> PathBuf {

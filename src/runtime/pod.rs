@@ -95,9 +95,14 @@ impl Runtime {
                 "pod sandbox metadata needs name, namespace and uid".into(),
             ));
         }
-        if !runtime_handler.is_empty() && runtime_handler != "strata" && runtime_handler != "runc" {
+        if !super::handlers::is_default(&runtime_handler)
+            && !self.handlers.contains_key(&runtime_handler)
+        {
+            let mut known = vec!["\"\"".to_owned(), "strata".to_owned()];
+            known.extend(self.handlers.keys().cloned());
             return Err(PodError::InvalidArgument(format!(
-                "unknown runtime handler `{runtime_handler}`"
+                "unknown runtime handler `{runtime_handler}` (configured: {})",
+                known.join(", ")
             )));
         }
         let key = pod_name_key(&meta);
@@ -228,7 +233,7 @@ impl Runtime {
                     .map_err(|e| PodError::Container(Box::new(e)))?;
             }
         }
-        kill_pod_init(&pod);
+        kill_pod_init(&pod).await;
         PodFiles::new(self.pod_dir(&pod.id)).release()?;
         self.store.write(|t| {
             if let Some(mut p) = t.pod(&pod.id)? {
@@ -253,7 +258,7 @@ impl Runtime {
                     .map_err(|e| PodError::Container(Box::new(e)))?;
             }
         }
-        kill_pod_init(&pod);
+        kill_pod_init(&pod).await;
         PodFiles::new(self.pod_dir(&pod.id)).remove()?;
         if pod.cgroup_parent.is_empty()
             && let Ok(cg) = crate::cgroups::Cgroup::open(&self.pod_cgroup_parent(&pod))
@@ -398,20 +403,36 @@ pub(super) fn process_start_time(pid: i32) -> Option<u64> {
     rest.split(' ').nth(19)?.parse().ok()
 }
 
+/// Whether the pod's pod-init still runs: same pid, same start time (not a recycled pid), and
+/// not a zombie (it is not our child; its parent may reap it late, but a zombie holds no
+/// namespaces any more).
 fn pod_init_alive(pod: &PodRecord) -> bool {
-    pod.init_pid > 0 && process_start_time(pod.init_pid) == Some(pod.init_start_time)
+    pod.init_pid > 0
+        && process_start_time(pod.init_pid) == Some(pod.init_start_time)
+        && !is_zombie(pod.init_pid)
 }
 
-fn kill_pod_init(pod: &PodRecord) {
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split(' ').next().map(|state| state == "Z" || state == "X")
+        })
+        .unwrap_or(true)
+}
+
+async fn kill_pod_init(pod: &PodRecord) {
     if pod_init_alive(pod) {
         let pid = nix::unistd::Pid::from_raw(pod.init_pid);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        // Not our child: wait for it to disappear (its parent reaps it) so its namespaces go.
+        let mut pause = std::time::Duration::from_micros(200);
         for _ in 0..200 {
             if !pod_init_alive(pod) {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(10));
         }
     }
 }

@@ -48,19 +48,34 @@ pub fn status(ctx: &Context, req: cri::StatusRequest) -> Result<cri::StatusRespo
     Ok(cri::StatusResponse {
         status: Some(cri::RuntimeStatus { conditions }),
         info,
-        // The launcher applies `rro` with mount_setattr(AT_RECURSIVE); pods with their own user
-        // namespace need id-mapped rootfs mounts, which it does not do yet, so it does not claim
-        // them.
-        runtime_handlers: vec![cri::RuntimeHandler {
-            name: String::new(),
-            features: Some(cri::RuntimeHandlerFeatures {
-                recursive_read_only_mounts: true,
-                user_namespaces: false,
-            }),
-        }],
+        runtime_handlers: runtime_handlers(ctx),
         // `supplemental_groups_policy: Strict` is honoured by the spec generator.
         features: Some(cri::RuntimeFeatures {
             supplemental_groups_policy: true,
         }),
     })
+}
+
+/// The default handler (the built-in launcher) and every configured OCI runtime handler.
+fn runtime_handlers(ctx: &Context) -> Vec<cri::RuntimeHandler> {
+    // The launcher applies `rro` with mount_setattr(AT_RECURSIVE); pods with their own user
+    // namespace need id-mapped rootfs mounts, which it does not do yet, so it does not claim
+    // them.
+    let mut handlers = vec![cri::RuntimeHandler {
+        name: String::new(),
+        features: Some(cri::RuntimeHandlerFeatures {
+            recursive_read_only_mounts: true,
+            user_namespaces: false,
+        }),
+    }];
+    // An OCI runtime: `rro` when its `features` lists it; strata does not set up user
+    // namespaces for it either.
+    handlers.extend(ctx.runtime.oci_handlers().map(|h| cri::RuntimeHandler {
+        name: h.name.clone(),
+        features: Some(cri::RuntimeHandlerFeatures {
+            recursive_read_only_mounts: h.recursive_read_only_mounts(),
+            user_namespaces: false,
+        }),
+    }));
+    handlers
 }

@@ -587,10 +587,11 @@ summary() {
 	echo
 	echo "==================== container benchmark: summary ===================="
 	echo "image        $BUSYBOX_IMAGE (Debian busybox $(dpkg-query -W -f '${Version}' busybox), $BUSYBOX_BYTES bytes gzip), command sleep 3600"
-	echo "pods         hostNetwork, one container each; containerd's sandbox image $PAUSE_IMAGE (static pause)"
+	echo "pods         hostNetwork, one container each$(want containerd && echo "; containerd's sandbox image $PAUSE_IMAGE (static pause)")"
 	echo "method       $RUNS create+start / stop(timeout 0)+remove cycles per runtime in one running pod$([[ $ONLY == both ]] && echo ', interleaved'), 1 warm-up each; nearest-rank percentiles"
 	echo "             memory from /proc/PID/smaps_rollup, MB = 10^6 bytes; USS = private clean + dirty"
-	echo "runtimes     strata (release build, built-in launcher); containerd $(containerd --version | awk '{print $3}') + runc $(runc --version | awk 'NR == 1 {print $3}') (runc.v2 shim, overlayfs); roots and states on fresh tmpfs"
+	want strata && echo "runtime      strata (release build, built-in launcher); root and state on fresh tmpfs"
+	want containerd && echo "runtime      containerd $(containerd --version | awk '{print $3}') + runc $(runc --version | awk 'NR == 1 {print $3}') (runc.v2 shim, overlayfs); root and state on fresh tmpfs"
 	echo
 	printf '%-12s %-28s %-28s\n' latency "create+start p50 / p90" "stop+remove p50 / p90"
 	for r in strata containerd; do
@@ -624,8 +625,8 @@ summary() {
 		for n in 1 20; do
 			rss='' pss=''
 			read -r rss pss < <(helper_max strata "$n" 'strata monitor') || true
-			echo "goal         strata monitor <= $GOAL_MONITOR_RSS_MB MB RSS with $n pods (largest monitor): ${rss:-?} MB: $(verdict "$rss" "$GOAL_MONITOR_RSS_MB")"
-			echo "goal         strata monitor <= $GOAL_MONITOR_PSS_MB MB PSS with $n pods (largest monitor): ${pss:-?} MB: $(verdict "$pss" "$GOAL_MONITOR_PSS_MB")"
+			echo "goal         strata monitor <= $GOAL_MONITOR_RSS_MB MB RSS with $n pod(s) (largest monitor): ${rss:-?} MB: $(verdict "$rss" "$GOAL_MONITOR_RSS_MB")"
+			echo "goal         strata monitor <= $GOAL_MONITOR_PSS_MB MB PSS with $n pod(s) (largest monitor): ${pss:-?} MB: $(verdict "$pss" "$GOAL_MONITOR_PSS_MB")"
 		done
 		d10=$(get "^memory strata pods=10: daemon rss $num MB.*")
 		echo "goal         strata daemon <= $GOAL_DAEMON_RSS_MB MB RSS with 10 pods: ${d10:-?} MB: $(verdict "$d10" "$GOAL_DAEMON_RSS_MB")"

@@ -34,7 +34,10 @@ pub struct Env {
 static SHARED: Mutex<Option<Arc<Env>>> = Mutex::new(None);
 
 extern "C" fn drop_shared() {
-    let env = SHARED.lock().map(|mut s| s.take()).unwrap_or_else(|p| p.into_inner().take());
+    let env = SHARED
+        .lock()
+        .map(|mut s| s.take())
+        .unwrap_or_else(|p| p.into_inner().take());
     drop(env);
 }
 
@@ -119,7 +122,16 @@ pub struct Pod {
 impl Pod {
     /// Runs a pod with `config`, filling in unique metadata (unless set) and a fresh log
     /// directory.
-    pub async fn start(daemon: &Daemon, mut config: cri::PodSandboxConfig) -> Pod {
+    pub async fn start(daemon: &Daemon, config: cri::PodSandboxConfig) -> Pod {
+        Self::start_with_handler(daemon, config, "").await
+    }
+
+    /// [`Pod::start`] with a `runtime_handler` (a configured OCI runtime handler's name).
+    pub async fn start_with_handler(
+        daemon: &Daemon,
+        mut config: cri::PodSandboxConfig,
+        runtime_handler: &str,
+    ) -> Pod {
         let logs = tempfile::Builder::new()
             .prefix("strata-pod-logs-")
             .tempdir()
@@ -138,7 +150,7 @@ impl Pod {
         let id = rt
             .run_pod_sandbox(cri::RunPodSandboxRequest {
                 config: Some(config.clone()),
-                runtime_handler: String::new(),
+                runtime_handler: runtime_handler.to_owned(),
             })
             .await
             .unwrap_or_else(|e| panic!("RunPodSandbox: {e:?}\n{}", tail(&daemon.log())))
@@ -284,6 +296,13 @@ impl Pod {
             stdout: stream(&lines, "stdout"),
             stderr: stream(&lines, "stderr"),
         }
+    }
+
+    /// [`Pod::run`], asserting exit code 0.
+    pub async fn run_ok(&self, config: cri::ContainerConfig) -> Ran {
+        let ran = self.run(config).await;
+        assert_eq!(ran.status.exit_code, 0, "{ran:#?}");
+        ran
     }
 
     /// The parsed CRI log of the container whose `log_path` is `<name>.log`.

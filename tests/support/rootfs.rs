@@ -9,7 +9,7 @@ const BUSYBOX: &str = "/bin/busybox";
 /// Applets linked to `/bin/busybox` in [`busybox_rootfs`].
 pub const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "sleep", "id", "true", "false", "env", "wget", "nc", "mkdir",
-    "touch", "grep", "hostname", "stat", "head", "wc", "dd", "readlink", "kill", "rm",
+    "touch", "grep", "hostname", "stat", "head", "wc", "dd", "readlink", "kill", "rm", "unshare",
 ];
 
 /// Builds a minimal root filesystem in `dir` (which must exist): `/bin/busybox` with hard

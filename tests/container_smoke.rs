@@ -167,6 +167,36 @@ async fn exec_sync_runs_in_the_container_and_times_out() {
         .expect_err("timeout");
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+    // UpdateContainerResources reaches the live cgroup.
+    rt.update_container_resources(cri::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 64 * 1024 * 1024,
+            cpu_shares: 512,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("update resources");
+    let info = rt
+        .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: true })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let cgroup = info["cgroupPath"].as_str().unwrap().trim_start_matches('/').to_owned();
+    let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory/{cgroup}/memory.limit_in_bytes")).unwrap();
+    assert_eq!(limit.trim(), (64 * 1024 * 1024).to_string());
+    let shares = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/{cgroup}/cpu.shares")).unwrap();
+    assert_eq!(shares.trim(), "512");
     rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.expect("stop");
+    // Reopening the log of a stopped container is refused.
+    let err = rt
+        .reopen_container_log(cri::ReopenContainerLogRequest { container_id: id.clone() })
+        .await
+        .expect_err("reopen on an exited container");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.expect("remove pod");
 }

@@ -76,8 +76,16 @@ fn host_mounts_with(needle: &str) -> Vec<String> {
 
 /// Two pods with the same config (hostname included), one per handler.
 async fn pods(env: &Env) -> (Pod, Pod) {
+    // Privileged, so that privileged containers may run in it.
     let config = cri::PodSandboxConfig {
         hostname: "ocipod".into(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                privileged: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let builtin = Pod::start(&env.daemon, config.clone()).await;

@@ -278,9 +278,64 @@ pub(crate) fn resolve_executable(plan: &ProcessPlan) -> Result<CString, String> 
         .map_err(|_| format!("{argv0:?}: invalid path"))
 }
 
+/// The most of `/etc/passwd` read to find `HOME`.
+const PASSWD_MAX: u64 = 1 << 20;
+
+/// The process's environment: the spec's, plus `HOME` when the spec sets none (or an empty
+/// one), as runc does: the home directory of the uid's entry in the container's `/etc/passwd`,
+/// else `/`. Runs in the container (after pivot_root); a FIFO or device as `/etc/passwd`
+/// cannot block it.
+pub(crate) fn exec_env(plan: &ProcessPlan) -> Vec<CString> {
+    let has_home = plan.env.iter().any(|e| {
+        e.to_bytes()
+            .strip_prefix(b"HOME=")
+            .is_some_and(|v| !v.is_empty())
+    });
+    let mut env: Vec<CString> = plan
+        .env
+        .iter()
+        .filter(|e| has_home || !e.to_bytes().starts_with(b"HOME="))
+        .cloned()
+        .collect();
+    if !has_home {
+        let passwd = read_passwd(Path::new("/etc/passwd")).unwrap_or_default();
+        let home = home_of(&passwd, plan.uid).unwrap_or("/");
+        if let Ok(var) = CString::new(format!("HOME={home}")) {
+            env.push(var);
+        }
+    }
+    env
+}
+
+fn read_passwd(path: &Path) -> Option<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(PASSWD_MAX).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// The home directory of `uid` in passwd(5) text (`name:pw:uid:gid:gecos:home:shell`).
+fn home_of(passwd: &str, uid: u32) -> Option<&str> {
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 6 && fields[2].parse::<u32>().ok() == Some(uid) && !fields[5].is_empty())
+            .then_some(fields[5])
+    })
+}
+
 /// execve(2); returns only on failure, with the text after `exec: `.
 pub(crate) fn execve(plan: &ProcessPlan, exe: &CString) -> String {
-    let err = match nix::unistd::execve(exe, &plan.args, &plan.env) {
+    let env = exec_env(plan);
+    let err = match nix::unistd::execve(exe, &plan.args, &env) {
         Err(e) => e,
         Ok(never) => match never {},
     };
@@ -387,6 +442,31 @@ mod tests {
         assert!(pos("seccomp") < pos("setresuid"));
         assert!(!calls.iter().any(|c| c.contains("NO_NEW_PRIVS")));
         assert!(!calls.iter().any(|c| c.starts_with("create")));
+    }
+
+    #[test]
+    fn home_comes_from_passwd_unless_set() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nbad line\nweb:x:33:33::/var/www:/bin/false\n\
+                      nohome:x:7:7:::/bin/false\n";
+        assert_eq!(home_of(passwd, 0), Some("/root"));
+        assert_eq!(home_of(passwd, 33), Some("/var/www"));
+        assert_eq!(home_of(passwd, 7), None);
+        assert_eq!(home_of(passwd, 1000), None);
+
+        let mut plan = ProcessPlan::from_spec(&process(false)).unwrap();
+        plan.uid = 4242; // no such entry in the host's /etc/passwd: "/"
+        let env = |plan: &ProcessPlan| -> Vec<String> {
+            exec_env(plan)
+                .into_iter()
+                .map(|c| c.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(env(&plan), ["PATH=/bin", "HOME=/"]);
+        plan.env.push(CString::new("HOME=").unwrap());
+        assert_eq!(env(&plan), ["PATH=/bin", "HOME=/"]);
+        plan.env.pop();
+        plan.env.push(CString::new("HOME=/mine").unwrap());
+        assert_eq!(env(&plan), ["PATH=/bin", "HOME=/mine"]);
     }
 
     #[test]

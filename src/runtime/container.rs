@@ -627,6 +627,46 @@ impl Runtime {
             .unwrap_or(libc::SIGTERM)
     }
 
+    /// `ReopenContainerLog`: the monitor reopens the log file (after kubelet rotated it).
+    pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
+        let record = self.container(id)?;
+        if record.state != ContainerState::Running {
+            return Err(ContainerError::WrongState {
+                id: record.id,
+                state: record.state,
+                wanted: "only a running container's log can be reopened",
+            });
+        }
+        let mut client = MonitorClient::connect(&self.paths(&record.id).socket()).await?;
+        client.reopen_log().await?;
+        Ok(())
+    }
+
+    /// `UpdateContainerResources`: applied to the live cgroup and kept in the record, so that
+    /// `ContainerStatus` reports what is in force.
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        resources: cri::LinuxContainerResources,
+    ) -> Result<(), ContainerError> {
+        let _guard = self.transitions.lock().await;
+        let mut record = self.container(id)?;
+        if !matches!(record.state, ContainerState::Created | ContainerState::Running) {
+            return Err(ContainerError::WrongState {
+                id: record.id,
+                state: record.state,
+                wanted: "resources can only be updated while the container exists and runs",
+            });
+        }
+        let oci = crate::spec::linux_resources(&resources, crate::cgroups::CgroupLayout::detect().swap_available())?;
+        Cgroup::open(&record.cgroup_path)?.update(&oci)?;
+        let mut config = record.container_config();
+        config.linux.get_or_insert_with(Default::default).resources = Some(resources);
+        record.config = config.encode_to_vec();
+        self.store.write(|t| t.put_container(&record))?;
+        Ok(())
+    }
+
     pub async fn remove_container(&self, id: &str) -> Result<(), ContainerError> {
         let record = match self.container(id) {
             Ok(r) => r,

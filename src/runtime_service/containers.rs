@@ -99,3 +99,30 @@ pub async fn exec_sync(
         exit_code: out.exit_code,
     })
 }
+
+pub async fn reopen_container_log(
+    ctx: &Context,
+    req: cri::ReopenContainerLogRequest,
+) -> Result<cri::ReopenContainerLogResponse, Status> {
+    record_id(&req.container_id);
+    ctx.runtime
+        .reopen_log(&req.container_id)
+        .await
+        .map_err(status)?;
+    Ok(cri::ReopenContainerLogResponse {})
+}
+
+pub async fn update_container_resources(
+    ctx: &Context,
+    req: cri::UpdateContainerResourcesRequest,
+) -> Result<cri::UpdateContainerResourcesResponse, Status> {
+    record_id(&req.container_id);
+    let resources = req
+        .linux
+        .ok_or_else(|| Status::invalid_argument("linux resources are required"))?;
+    ctx.runtime
+        .update_resources(&req.container_id, resources)
+        .await
+        .map_err(status)?;
+    Ok(cri::UpdateContainerResourcesResponse {})
+}

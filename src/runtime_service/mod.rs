@@ -154,4 +154,22 @@ impl RuntimeService for RuntimeServiceImpl {
             .await
             .map(Response::new)
     }
+
+    async fn reopen_container_log(
+        &self,
+        request: Request<cri::ReopenContainerLogRequest>,
+    ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+        containers::reopen_container_log(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn update_container_resources(
+        &self,
+        request: Request<cri::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
+        containers::update_container_resources(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
 }

@@ -44,6 +44,17 @@ use crate::cri::v1 as cri;
 use crate::error::{Classify, ErrorKind};
 
 pub use layers::read_file as read_layered_file;
+
+/// CRI resources as OCI resources for a live update (`UpdateContainerResources`): device rules
+/// are left as they are.
+pub fn linux_resources(
+    r: &cri::LinuxContainerResources,
+    swap_available: bool,
+) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
+    let mut out = resources::resources(Some(r), swap_available, Vec::new())?;
+    out.set_devices(None);
+    Ok(out)
+}
 pub use seccomp_default::default_profile as default_seccomp_profile;
 pub use security::{DEFAULT_CAPABILITIES, current_capabilities};
 

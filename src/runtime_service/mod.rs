@@ -2,10 +2,22 @@
 //! UNIMPLEMENTED through tonic's generated default stubs: an honest answer kubelet and crictl
 //! understand, never a fake success.
 
-mod containers;
-mod pods;
+mod container_status;
+mod create_container;
+mod exec_sync;
+mod list_containers;
+mod list_pod_sandbox;
+mod pod_sandbox_status;
+mod remove_container;
+mod remove_pod_sandbox;
+mod reopen_container_log;
+mod run_pod_sandbox;
 mod runtime_config;
+mod start_container;
 mod status;
+mod stop_container;
+mod stop_pod_sandbox;
+mod update_container_resources;
 mod version;
 
 use std::sync::Arc;
@@ -15,6 +27,11 @@ use tonic::{Request, Response, Status};
 use crate::cri::v1::runtime_service_server::RuntimeService;
 use crate::cri::v1::{self as cri};
 use crate::server::Context;
+
+/// Records the object a call acts on in the RPC's tracing span.
+fn record_id(id: &str) {
+    tracing::Span::current().record("id", id);
+}
 
 pub struct RuntimeServiceImpl {
     ctx: Arc<Context>,
@@ -51,106 +68,102 @@ impl RuntimeService for RuntimeServiceImpl {
         )))
     }
 
-        async fn run_pod_sandbox(
+    async fn run_pod_sandbox(
         &self,
         request: Request<cri::RunPodSandboxRequest>,
     ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
-        pods::run_pod_sandbox(&self.ctx, request.into_inner())
+        run_pod_sandbox::run_pod_sandbox(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }
 
-        async fn stop_pod_sandbox(
+    async fn stop_pod_sandbox(
         &self,
         request: Request<cri::StopPodSandboxRequest>,
     ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
-        pods::stop_pod_sandbox(&self.ctx, request.into_inner())
+        stop_pod_sandbox::stop_pod_sandbox(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }
 
-        async fn remove_pod_sandbox(
+    async fn remove_pod_sandbox(
         &self,
         request: Request<cri::RemovePodSandboxRequest>,
     ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
-        pods::remove_pod_sandbox(&self.ctx, request.into_inner())
+        remove_pod_sandbox::remove_pod_sandbox(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }
 
-        async fn pod_sandbox_status(
+    async fn pod_sandbox_status(
         &self,
         request: Request<cri::PodSandboxStatusRequest>,
     ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
-        pods::pod_sandbox_status(&self.ctx, request.into_inner())
-            .map(Response::new)
+        pod_sandbox_status::pod_sandbox_status(&self.ctx, request.into_inner()).map(Response::new)
     }
 
-        async fn list_pod_sandbox(
+    async fn list_pod_sandbox(
         &self,
         request: Request<cri::ListPodSandboxRequest>,
     ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
-        pods::list_pod_sandbox(&self.ctx, request.into_inner())
-            .map(Response::new)
+        list_pod_sandbox::list_pod_sandbox(&self.ctx, request.into_inner()).map(Response::new)
     }
 
-        async fn create_container(
+    async fn create_container(
         &self,
         request: Request<cri::CreateContainerRequest>,
     ) -> Result<Response<cri::CreateContainerResponse>, Status> {
-        containers::create_container(&self.ctx, request.into_inner())
+        create_container::create_container(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }
 
-        async fn start_container(
+    async fn start_container(
         &self,
         request: Request<cri::StartContainerRequest>,
     ) -> Result<Response<cri::StartContainerResponse>, Status> {
-        containers::start_container(&self.ctx, request.into_inner())
+        start_container::start_container(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }
 
-        async fn stop_container(
+    async fn stop_container(
         &self,
         request: Request<cri::StopContainerRequest>,
     ) -> Result<Response<cri::StopContainerResponse>, Status> {
-        containers::stop_container(&self.ctx, request.into_inner())
+        stop_container::stop_container(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }
 
-        async fn remove_container(
+    async fn remove_container(
         &self,
         request: Request<cri::RemoveContainerRequest>,
     ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-        containers::remove_container(&self.ctx, request.into_inner())
+        remove_container::remove_container(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }
 
-        async fn container_status(
+    async fn container_status(
         &self,
         request: Request<cri::ContainerStatusRequest>,
     ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
-        containers::container_status(&self.ctx, request.into_inner())
-            .map(Response::new)
+        container_status::container_status(&self.ctx, request.into_inner()).map(Response::new)
     }
 
-        async fn list_containers(
+    async fn list_containers(
         &self,
         request: Request<cri::ListContainersRequest>,
     ) -> Result<Response<cri::ListContainersResponse>, Status> {
-        containers::list_containers(&self.ctx, request.into_inner())
-            .map(Response::new)
+        list_containers::list_containers(&self.ctx, request.into_inner()).map(Response::new)
     }
 
     async fn exec_sync(
         &self,
         request: Request<cri::ExecSyncRequest>,
     ) -> Result<Response<cri::ExecSyncResponse>, Status> {
-        containers::exec_sync(&self.ctx, request.into_inner())
+        exec_sync::exec_sync(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -159,7 +172,7 @@ impl RuntimeService for RuntimeServiceImpl {
         &self,
         request: Request<cri::ReopenContainerLogRequest>,
     ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
-        containers::reopen_container_log(&self.ctx, request.into_inner())
+        reopen_container_log::reopen_container_log(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }
@@ -168,7 +181,7 @@ impl RuntimeService for RuntimeServiceImpl {
         &self,
         request: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
-        containers::update_container_resources(&self.ctx, request.into_inner())
+        update_container_resources::update_container_resources(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }

@@ -97,7 +97,10 @@ async fn pods(env: &Env) -> (Pod, Pod) {
 /// output (cgroup paths without a cgroup namespace) become `<pod>` and `<container>`.
 async fn run_both(builtin: &Pod, runc: &Pod, config: cri::ContainerConfig) -> (Ran, Ran) {
     let run = |pod: &'static str| {
-        let (pod, config) = (if pod == "builtin" { builtin } else { runc }, config.clone());
+        let (pod, config) = (
+            if pod == "builtin" { builtin } else { runc },
+            config.clone(),
+        );
         async move {
             let mut ran = pod.run(config).await;
             for (id, name) in [(&ran.id.clone(), "<container>"), (&pod.id, "<pod>")] {
@@ -196,8 +199,17 @@ async fn same_spec_same_view_through_both_handlers() {
     c.working_dir = "/work/dir".into();
     let (a, b) = run_both(&builtin, &runc, c).await;
     assert_same("defaults", &a.stdout, &b.stdout);
-    assert_eq!(status_field(&a.stdout, "Seccomp"), Some("0"), "{}", a.stdout);
-    assert!(a.stdout.contains("env: GREETING=hello world"), "{}", a.stdout);
+    assert_eq!(
+        status_field(&a.stdout, "Seccomp"),
+        Some("0"),
+        "{}",
+        a.stdout
+    );
+    assert!(
+        a.stdout.contains("env: GREETING=hello world"),
+        "{}",
+        a.stdout
+    );
     assert!(a.stdout.contains("cwd: /work/dir"), "{}", a.stdout);
     assert!(a.stdout.contains("hostname: ocipod ocipod"), "{}", a.stdout);
     assert!(a.stdout.contains("masked: /proc/kcore"), "{}", a.stdout);
@@ -223,8 +235,18 @@ async fn same_spec_same_view_through_both_handlers() {
     });
     let (a, b) = run_both(&builtin, &runc, c).await;
     assert_same("locked down", &a.stdout, &b.stdout);
-    assert_eq!(status_field(&a.stdout, "Seccomp"), Some("2"), "{}", a.stdout);
-    assert_eq!(status_field(&a.stdout, "NoNewPrivs"), Some("1"), "{}", a.stdout);
+    assert_eq!(
+        status_field(&a.stdout, "Seccomp"),
+        Some("2"),
+        "{}",
+        a.stdout
+    );
+    assert_eq!(
+        status_field(&a.stdout, "NoNewPrivs"),
+        Some("1"),
+        "{}",
+        a.stdout
+    );
     assert!(a.stdout.contains("uid=1000 gid=2000"), "{}", a.stdout);
     assert!(a.stdout.contains("read-only: /"), "{}", a.stdout);
 
@@ -289,13 +311,25 @@ async fn exit_codes_logs_exec_stop_and_remove_with_runc() {
     assert_eq!(ok.status.reason, "Completed");
     // Exited: the monitor already deleted runc's state and unmounted the rootfs.
     for id in [&ran.id, &ok.id] {
-        assert!(!runc_list(&env).contains(id.as_str()), "{}", runc_list(&env));
-        assert!(host_mounts_with(id).is_empty(), "{:?}", host_mounts_with(id));
+        assert!(
+            !runc_list(&env).contains(id.as_str()),
+            "{}",
+            runc_list(&env)
+        );
+        assert!(
+            host_mounts_with(id).is_empty(),
+            "{:?}",
+            host_mounts_with(id)
+        );
     }
 
     // A container that ignores SIGTERM: SIGKILL after the timeout.
     let id = pod
-        .launch(pod.sh("stubborn", &image, "trap '' TERM; echo up; while true; do sleep 1; done"))
+        .launch(pod.sh(
+            "stubborn",
+            &image,
+            "trap '' TERM; echo up; while true; do sleep 1; done",
+        ))
         .await;
     wait_for_log(&pod, "stubborn", "up").await;
     let (status, info) = pod.status_verbose(&id).await;
@@ -303,7 +337,12 @@ async fn exit_codes_logs_exec_stop_and_remove_with_runc() {
     let cgroup_path = info["cgroupPath"].as_str().unwrap().to_owned();
     assert!(!cgroup_dirs(&cgroup_path).is_empty());
     assert!(runc_list(&env).contains(&id), "{}", runc_list(&env));
-    assert_eq!(host_mounts_with(&id).len(), 1, "{:?}", host_mounts_with(&id));
+    assert_eq!(
+        host_mounts_with(&id).len(),
+        1,
+        "{:?}",
+        host_mounts_with(&id)
+    );
 
     // Exec works in a runc container (the exec helper joins its namespaces).
     let out = pod
@@ -311,7 +350,11 @@ async fn exit_codes_logs_exec_stop_and_remove_with_runc() {
         .clone()
         .exec_sync(cri::ExecSyncRequest {
             container_id: id.clone(),
-            cmd: vec!["sh".into(), "-c".into(), "echo exec $(id -u); exit 4".into()],
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo exec $(id -u); exit 4".into(),
+            ],
             timeout: 10,
         })
         .await
@@ -331,7 +374,11 @@ async fn exit_codes_logs_exec_stop_and_remove_with_runc() {
 
     // A container that exits on SIGTERM stops before the timeout.
     let polite = pod
-        .launch(pod.sh("polite", &image, "trap 'exit 0' TERM; echo up; while true; do sleep 0.1; done"))
+        .launch(pod.sh(
+            "polite",
+            &image,
+            "trap 'exit 0' TERM; echo up; while true; do sleep 0.1; done",
+        ))
         .await;
     wait_for_log(&pod, "polite", "up").await;
     let started = Instant::now();
@@ -374,7 +421,12 @@ async fn remove_cleans_up_after_a_dead_monitor() {
     }
     // Nobody cleaned up: the rootfs is still mounted on the host and runc still has the
     // container (the daemon may have killed its processes when it saw the monitor go).
-    assert_eq!(host_mounts_with(&id).len(), 1, "{:?}", host_mounts_with(&id));
+    assert_eq!(
+        host_mounts_with(&id).len(),
+        1,
+        "{:?}",
+        host_mounts_with(&id)
+    );
     assert!(runc_list(&env).contains(&id));
 
     pod.remove(&id).await.expect("remove");
@@ -397,14 +449,18 @@ async fn handlers_are_validated_and_listed() {
         .await
         .unwrap()
         .into_inner();
-    let names: Vec<_> = status.runtime_handlers.iter().map(|h| h.name.as_str()).collect();
+    let names: Vec<_> = status
+        .runtime_handlers
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
     assert_eq!(names, ["", HANDLER], "{status:?}");
     let features = std::process::Command::new(RUNC)
         .arg("features")
         .output()
         .expect("runc features");
     let runc_rro = String::from_utf8_lossy(&features.stdout).contains("\"rro\"");
-    let runc_features = status.runtime_handlers[1].features.clone().unwrap();
+    let runc_features = status.runtime_handlers[1].features.unwrap();
     assert_eq!(runc_features.recursive_read_only_mounts, runc_rro);
     assert!(!runc_features.user_namespaces);
 
@@ -465,7 +521,12 @@ async fn handlers_are_validated_and_listed() {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(dirs.is_empty(), "{dirs:?}");
-    let state = env.daemon.dir().join("state").to_string_lossy().into_owned();
+    let state = env
+        .daemon
+        .dir()
+        .join("state")
+        .to_string_lossy()
+        .into_owned();
     let mounts: Vec<_> = host_mounts_with(&state)
         .into_iter()
         .filter(|l| l.contains("/rootfs "))
@@ -473,7 +534,10 @@ async fn handlers_are_validated_and_listed() {
     assert!(mounts.is_empty(), "{mounts:?}");
     assert_eq!(runc_list(&env).trim(), "");
     let (_, pod_info) = pod_status_info(&pod).await;
-    let parent = pod_info["cgroupParent"].as_str().unwrap_or_default().to_owned();
+    let parent = pod_info["cgroupParent"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let parent = if parent.is_empty() {
         format!("{}/{}", env.daemon.cgroup_parent, pod.id)
     } else {
@@ -531,8 +595,16 @@ async fn pod_containers(pod: &Pod) -> Vec<String> {
 
 /// No mount, no runc state, no cgroup, no state directory of container `id`.
 fn assert_removed(env: &Env, id: &str, cgroup_path: &str) {
-    assert!(host_mounts_with(id).is_empty(), "{:?}", host_mounts_with(id));
-    assert!(!runc_list(env).contains(id), "runc still lists {id}: {}", runc_list(env));
+    assert!(
+        host_mounts_with(id).is_empty(),
+        "{:?}",
+        host_mounts_with(id)
+    );
+    assert!(
+        !runc_list(env).contains(id),
+        "runc still lists {id}: {}",
+        runc_list(env)
+    );
     assert!(!runc_root(env).join(id).exists());
     assert!(
         cgroup_dirs(cgroup_path).is_empty(),

@@ -209,7 +209,8 @@ impl Config {
                 "expected error, warn, info, debug, trace or a tracing filter",
             ));
         }
-        if !self.runtime.cgroup_parent.starts_with('/') || self.runtime.cgroup_parent.contains("..") {
+        if !self.runtime.cgroup_parent.starts_with('/') || self.runtime.cgroup_parent.contains("..")
+        {
             return Err(invalid(
                 "runtime.cgroup_parent",
                 "must be an absolute cgroup path without `..`",
@@ -237,7 +238,11 @@ impl Config {
             if !handler.runtime_path.is_absolute() {
                 return Err(invalid(&key("runtime_path"), "must be an absolute path"));
             }
-            if handler.runtime_root.as_ref().is_some_and(|r| !r.is_absolute()) {
+            if handler
+                .runtime_root
+                .as_ref()
+                .is_some_and(|r| !r.is_absolute())
+            {
                 return Err(invalid(&key("runtime_root"), "must be an absolute path"));
             }
         }
@@ -342,7 +347,10 @@ mod tests {
             ),
         ] {
             let err = Config::parse(toml).unwrap_err();
-            assert!(err.to_string().contains(&format!("`{key}`")), "{toml}: {err}");
+            assert!(
+                err.to_string().contains(&format!("`{key}`")),
+                "{toml}: {err}"
+            );
         }
         let err = Config::parse("[runtime.handlers.runc]\nruntime_root = \"/r\"\n").unwrap_err();
         assert!(err.to_string().contains("runtime_path"), "{err}");

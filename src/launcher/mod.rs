@@ -103,13 +103,7 @@ pub fn mount_overlay(
         )?,
         None => sys.mount_overlay_fsconfig(target, &lower_top_first, upper, work)?,
     }
-    sys.mount(
-        None,
-        target,
-        None,
-        nix::mount::MsFlags::MS_PRIVATE,
-        None,
-    )
+    sys.mount(None, target, None, nix::mount::MsFlags::MS_PRIVATE, None)
 }
 
 /// The init's stdin, stdout and stderr (the pty slave thrice for a terminal).

@@ -327,8 +327,14 @@ fn read_passwd(path: &Path) -> Option<String> {
 fn home_of(passwd: &str, uid: u32) -> Option<&str> {
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() >= 6 && fields[2].parse::<u32>().ok() == Some(uid) && !fields[5].is_empty())
-            .then_some(fields[5])
+        match fields.as_slice() {
+            [_, _, id, _, _, home, ..]
+                if id.parse::<u32>().ok() == Some(uid) && !home.is_empty() =>
+            {
+                Some(*home)
+            }
+            _ => None,
+        }
     })
 }
 

@@ -51,10 +51,7 @@ pub async fn spawn_monitor(
     }
     match parse_report::<Pid>(&line, "created") {
         Ok(Pid { pid }) => Ok(Created { pid }),
-        Err(message) => Err(MonitorError::Create(format!(
-            "{message} (see {})",
-            config.diag_log_path().display()
-        ))),
+        Err(message) => Err(MonitorError::Create(message)),
     }
 }
 

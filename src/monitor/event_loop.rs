@@ -18,7 +18,7 @@ use super::exit::{ExitStatus, now_ns, oom_kill_total, write_exit_file};
 use super::launch::{self, Init};
 use super::protocol::{self, Reply, Request};
 use super::stdio::Io;
-use super::{MonitorConfig, MonitorError};
+use super::MonitorConfig;
 
 /// How long output is still collected after the init exited, while it keeps coming (processes
 /// outside the container's pid namespace may hold the pipes).
@@ -149,7 +149,7 @@ impl Monitor {
             Ok(init) => init,
             Err(e) => {
                 let _ = std::fs::remove_file(&socket_path);
-                return Err(MonitorError::Create(e).to_string());
+                return Err(e);
             }
         };
         let config = Settings {

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use nix::unistd::{ForkResult, Pid};
 
+use super::detach::pidfd_open;
 use super::oci_runtime::OciRuntime;
 use super::{LaunchWith, LauncherKind};
-use super::detach::pidfd_open;
 use crate::launcher::{CreatedInit, InitConfig, InitStdio};
 
 /// A created init, waiting to be released.

@@ -101,12 +101,8 @@ impl OciRuntimeConfig {
         if status.success() {
             return Ok(());
         }
-        let detail =
-            last_error(&self.log_file(), log_start).unwrap_or_else(|| status.to_string());
-        Err(format!(
-            "{} {verb}: {detail}",
-            self.runtime_path.display()
-        ))
+        let detail = last_error(&self.log_file(), log_start).unwrap_or_else(|| status.to_string());
+        Err(format!("{} {verb}: {detail}", self.runtime_path.display()))
     }
 
     /// `RUNTIME delete --force ID`: the runtime's state and cgroup; idempotent.
@@ -212,9 +208,8 @@ impl Launch for OciRuntime {
         init.pid = pid;
         // The init is our child now (runc create exited; we are a subreaper): it stays a zombie
         // until we reap it, so the pid cannot have been reused.
-        init.pidfd = Some(
-            pidfd_open(Pid::from_raw(pid)).map_err(|e| format!("pidfd_open {pid}: {e}"))?,
-        );
+        init.pidfd =
+            Some(pidfd_open(Pid::from_raw(pid)).map_err(|e| format!("pidfd_open {pid}: {e}"))?);
         Ok(Box::new(init))
     }
 }
@@ -241,8 +236,7 @@ impl Init for OciInit {
     }
 
     fn start(&mut self) -> Result<(), String> {
-        self.config
-            .run(&["start".as_ref(), self.id.as_ref()], None)
+        self.config.run(&["start".as_ref(), self.id.as_ref()], None)
     }
 
     fn cleanup(&mut self) -> Result<(), String> {
@@ -289,7 +283,8 @@ mod tests {
 
     #[test]
     fn config_defaults_to_the_builtin_launcher() {
-        let config: super::super::LaunchWith = serde_json::from_str("{\"kind\":\"builtin\"}").unwrap();
+        let config: super::super::LaunchWith =
+            serde_json::from_str("{\"kind\":\"builtin\"}").unwrap();
         assert_eq!(config, super::super::LaunchWith::Builtin);
         let oci = super::super::LaunchWith::OciRuntime(OciRuntimeConfig {
             runtime_path: "/usr/sbin/runc".into(),

@@ -217,8 +217,8 @@ impl Runtime {
                 &cgroup_path,
             )
             .await;
-        let pid = match result {
-            Ok(pid) => pid,
+        let (pid, volume_layers) = match result {
+            Ok(launched) => launched,
             Err(e) => {
                 self.discard(&paths, &cgroup_path);
                 return Err(e);
@@ -230,7 +230,12 @@ impl Runtime {
             config: config.encode_to_vec(),
             image_id: image.id.to_string(),
             image_ref: image_name,
-            layers: image.layers.clone(),
+            layers: image
+                .layers
+                .iter()
+                .chain(&volume_layers)
+                .cloned()
+                .collect(),
             state: ContainerState::Created,
             created_at: now_nanos(),
             started_at: 0,
@@ -256,7 +261,7 @@ impl Runtime {
         paths: &Paths,
         log_path: &str,
         cgroup_path: &str,
-    ) -> Result<i32, ContainerError> {
+    ) -> Result<(i32, Vec<crate::image::digest::Digest>), ContainerError> {
         let handler = self.handler_of(pod)?;
         if let Some(h) = handler
             && config.tty
@@ -293,7 +298,7 @@ impl Runtime {
             }),
         };
         let layout = crate::cgroups::CgroupLayout::detect();
-        let image_volumes = HashMap::new();
+        let image_volumes = self.mount_image_volumes(config, &paths.state)?;
         let rootfs = paths.rootfs();
         let spec_input = crate::spec::SpecInput {
             container: config,
@@ -307,7 +312,7 @@ impl Runtime {
             cgroups_path: cgroup_path,
             host_allows_negative_oom_score_adj: self.host_allows_negative_oom_score_adj,
             swap_controller_available: layout.swap_available(),
-            image_volumes: &image_volumes,
+            image_volumes: &image_volumes.paths,
         };
         let mut spec = crate::spec::container_spec(&spec_input)?;
         if let Some(h) = handler {
@@ -352,7 +357,7 @@ impl Runtime {
         let created =
             crate::monitor::client::spawn_monitor(&self.binary, &monitor_config, &config_path)
                 .await?;
-        Ok(created.pid)
+        Ok((created.pid, image_volumes.layers))
     }
 
     /// The OCI runtime handler of the pod's containers; `None` for the built-in launcher.
@@ -394,15 +399,14 @@ impl Runtime {
         else {
             return;
         };
-        if let Err(e) =
-            crate::monitor::oci_runtime::cleanup_leftovers(&oci, &id, &paths.rootfs())
-        {
+        if let Err(e) = crate::monitor::oci_runtime::cleanup_leftovers(&oci, &id, &paths.rootfs()) {
             tracing::warn!(container = %id, error = %e, "releasing the OCI runtime's container");
         }
     }
 
     /// Best-effort removal of whatever a failed or removed container left.
     fn discard(&self, paths: &Paths, cgroup_path: &str) {
+        super::image_volumes::unmount_image_volumes(&paths.state);
         self.release_oci_runtime(paths);
         if let Ok(cg) = Cgroup::open(cgroup_path) {
             let _ = cg.kill_all();

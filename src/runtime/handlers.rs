@@ -26,7 +26,9 @@ pub struct OciHandler {
 impl OciHandler {
     /// Whether the runtime applies `rro` (recursive read-only) mounts.
     pub fn recursive_read_only_mounts(&self) -> bool {
-        self.mount_options.as_ref().is_some_and(|o| o.contains("rro"))
+        self.mount_options
+            .as_ref()
+            .is_some_and(|o| o.contains("rro"))
     }
 
     /// What the monitor of a container with the bundle directory `bundle` needs.
@@ -203,7 +205,10 @@ mod tests {
     }
 
     fn options(spec: &oci_spec::runtime::Spec) -> Vec<String> {
-        spec.mounts().as_ref().unwrap()[0].options().clone().unwrap()
+        spec.mounts().as_ref().unwrap()[0]
+            .options()
+            .clone()
+            .unwrap()
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod container;
 pub mod exec;
+mod image_volumes;
 pub mod handlers;
 mod names;
 mod pod;

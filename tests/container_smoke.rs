@@ -20,7 +20,10 @@ async fn busybox_container_runs_logs_and_exits() {
     let image = format!("{}/e2e-test-images/busybox:1.29-2", registry.addr());
     images
         .pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+            image: Some(cri::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -50,9 +53,19 @@ async fn busybox_container_runs_logs_and_exits() {
         .create_container(cri::CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
             config: Some(cri::ContainerConfig {
-                metadata: Some(cri::ContainerMetadata { name: "c1".into(), attempt: 0 }),
-                image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
-                command: vec!["sh".into(), "-c".into(), "echo hello; cat /proc/sys/kernel/hostname; id; exit 3".into()],
+                metadata: Some(cri::ContainerMetadata {
+                    name: "c1".into(),
+                    attempt: 0,
+                }),
+                image: Some(cri::ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+                command: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo hello; cat /proc/sys/kernel/hostname; id; exit 3".into(),
+                ],
                 log_path: "c1.log".into(),
                 labels: HashMap::from([("app".into(), "smoke".into())]),
                 ..Default::default()
@@ -65,7 +78,9 @@ async fn busybox_container_runs_logs_and_exits() {
         Err(e) => panic!("create: {e:?}\n{}", daemon.log()),
     };
     if let Err(e) = rt
-        .start_container(cri::StartContainerRequest { container_id: id.clone() })
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
         .await
     {
         panic!("start: {e:?}\n{}", daemon.log());
@@ -73,7 +88,10 @@ async fn busybox_container_runs_logs_and_exits() {
     let mut status = None;
     for _ in 0..100 {
         let s = rt
-            .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: false })
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            })
             .await
             .unwrap()
             .into_inner()
@@ -92,9 +110,21 @@ async fn busybox_container_runs_logs_and_exits() {
     println!("{log}");
     assert!(log.contains(" stdout F hello"), "{log}");
     assert!(log.contains(" stdout F smokepod"), "{log}");
-    rt.remove_container(cri::RemoveContainerRequest { container_id: id.clone() }).await.unwrap();
-    rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    rt.remove_container(cri::RemoveContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .unwrap();
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,7 +137,10 @@ async fn exec_sync_runs_in_the_container_and_times_out() {
     let image = format!("{}/e2e-test-images/busybox:1.29-2", registry.addr());
     images
         .pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+            image: Some(cri::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -123,7 +156,10 @@ async fn exec_sync_runs_in_the_container_and_times_out() {
         ..Default::default()
     };
     let pod = rt
-        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: String::new() })
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: String::new(),
+        })
         .await
         .expect("run pod")
         .into_inner()
@@ -132,8 +168,14 @@ async fn exec_sync_runs_in_the_container_and_times_out() {
         .create_container(cri::CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
             config: Some(cri::ContainerConfig {
-                metadata: Some(cri::ContainerMetadata { name: "sleeper".into(), attempt: 0 }),
-                image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+                metadata: Some(cri::ContainerMetadata {
+                    name: "sleeper".into(),
+                    attempt: 0,
+                }),
+                image: Some(cri::ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
                 command: vec!["sleep".into(), "300".into()],
                 ..Default::default()
             }),
@@ -143,11 +185,19 @@ async fn exec_sync_runs_in_the_container_and_times_out() {
         .expect("create")
         .into_inner()
         .container_id;
-    rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.expect("start");
+    rt.start_container(cri::StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .expect("start");
     let out = rt
         .exec_sync(cri::ExecSyncRequest {
             container_id: id.clone(),
-            cmd: vec!["sh".into(), "-c".into(), "cat /proc/sys/kernel/hostname; echo err >&2; exit 7".into()],
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "cat /proc/sys/kernel/hostname; echo err >&2; exit 7".into(),
+            ],
             timeout: 10,
         })
         .await
@@ -180,23 +230,45 @@ async fn exec_sync_runs_in_the_container_and_times_out() {
     .await
     .expect("update resources");
     let info = rt
-        .container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: true })
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
         .await
         .unwrap()
         .into_inner()
         .info;
     let info: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
-    let cgroup = info["cgroupPath"].as_str().unwrap().trim_start_matches('/').to_owned();
-    let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory/{cgroup}/memory.limit_in_bytes")).unwrap();
+    let cgroup = info["cgroupPath"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_owned();
+    let limit = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/{cgroup}/memory.limit_in_bytes"
+    ))
+    .unwrap();
     assert_eq!(limit.trim(), (64 * 1024 * 1024).to_string());
-    let shares = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/{cgroup}/cpu.shares")).unwrap();
+    let shares =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/{cgroup}/cpu.shares")).unwrap();
     assert_eq!(shares.trim(), "512");
-    rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: 0 }).await.expect("stop");
+    rt.stop_container(cri::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    })
+    .await
+    .expect("stop");
     // Reopening the log of a stopped container is refused.
     let err = rt
-        .reopen_container_log(cri::ReopenContainerLogRequest { container_id: id.clone() })
+        .reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
         .await
         .expect_err("reopen on an exited container");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.expect("remove pod");
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .expect("remove pod");
 }

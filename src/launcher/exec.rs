@@ -183,9 +183,8 @@ fn child(plan: &ProcessPlan, filter: Option<&seccomp::Filter>, old_mask: &SigSet
     // The Rust runtime ignores SIGPIPE, and an ignored signal stays ignored across execve:
     // give the process the default action, as a shell would.
     // SAFETY: setting a signal disposition to SIG_DFL installs no handler code.
-    let _ = unsafe {
-        nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl)
-    };
+    let _ =
+        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
     if sigprocmask(SigmaskHow::SIG_SETMASK, Some(old_mask), None).is_err() {
         fail(
             Failure {

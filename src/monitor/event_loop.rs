@@ -11,6 +11,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
+use super::MonitorConfig;
 use super::conn::{Conn, Effect};
 use super::crilog::{CriLog, Stream};
 use super::detach;
@@ -18,7 +19,6 @@ use super::exit::{ExitStatus, now_ns, oom_kill_total, write_exit_file};
 use super::launch::{self, Init};
 use super::protocol::{self, Reply, Request};
 use super::stdio::Io;
-use super::MonitorConfig;
 
 /// How long output is still collected after the init exited, while it keeps coming (processes
 /// outside the container's pid namespace may hold the pipes).

@@ -139,7 +139,9 @@ impl Runtime {
             .metadata
             .clone()
             .filter(|m| !m.name.is_empty())
-            .ok_or_else(|| ContainerError::InvalidArgument("container metadata.name is required".into()))?;
+            .ok_or_else(|| {
+                ContainerError::InvalidArgument("container metadata.name is required".into())
+            })?;
         let key = container_name_key(&pod.id, &meta);
         let builder = match self.container_names.reserve(&key) {
             names::Reserved::Wait(rx) => {
@@ -149,7 +151,10 @@ impl Runtime {
         };
         let existing = self.store.read()?.containers()?.into_iter().find(|c| {
             c.pod_id == pod.id
-                && c.container_config().metadata.as_ref().map(|m| container_name_key(&pod.id, m))
+                && c.container_config()
+                    .metadata
+                    .as_ref()
+                    .map(|m| container_name_key(&pod.id, m))
                     == Some(key.clone())
         });
         if let Some(existing) = existing {
@@ -161,7 +166,12 @@ impl Runtime {
         }
         let sandbox_config = sandbox_config.unwrap_or_else(|| pod.sandbox_config());
         let outcome = self.build_container(&pod, config, &sandbox_config).await;
-        builder.finish(outcome.as_ref().map(Clone::clone).map_err(ToString::to_string));
+        builder.finish(
+            outcome
+                .as_ref()
+                .map(Clone::clone)
+                .map_err(ToString::to_string),
+        );
         outcome
     }
 
@@ -230,12 +240,7 @@ impl Runtime {
             config: config.encode_to_vec(),
             image_id: image.id.to_string(),
             image_ref: image_name,
-            layers: image
-                .layers
-                .iter()
-                .chain(&volume_layers)
-                .cloned()
-                .collect(),
+            layers: image.layers.iter().chain(&volume_layers).cloned().collect(),
             state: ContainerState::Created,
             created_at: now_nanos(),
             started_at: 0,
@@ -273,10 +278,11 @@ impl Runtime {
             )));
         }
         for dir in [paths.upper(), paths.work(), paths.rootfs()] {
-            std::fs::create_dir_all(&dir).map_err(io_context(format!("creating {}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(io_context(format!("creating {}", dir.display())))?;
         }
-        let image_config: oci_spec::image::ImageConfiguration =
-            serde_json::from_str(&image.config).map_err(|e| {
+        let image_config: oci_spec::image::ImageConfiguration = serde_json::from_str(&image.config)
+            .map_err(|e| {
                 ContainerError::InvalidArgument(format!("image {} config: {e}", image.id))
             })?;
         let pod_files = super::pod_files::PodFiles::new(self.pod_dir(&pod.id));
@@ -346,7 +352,9 @@ impl Runtime {
             memory_cgroup_dirs: cgroup
                 .dirs()
                 .iter()
-                .filter(|d| d.join("memory.events").exists() || d.join("memory.oom_control").exists())
+                .filter(|d| {
+                    d.join("memory.events").exists() || d.join("memory.oom_control").exists()
+                })
                 .cloned()
                 .collect(),
             launcher: handler.map_or_else(Default::default, |h| {
@@ -425,7 +433,9 @@ impl Runtime {
 
     pub fn container(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
         if id.is_empty() {
-            return Err(ContainerError::InvalidArgument("container id is required".into()));
+            return Err(ContainerError::InvalidArgument(
+                "container id is required".into(),
+            ));
         }
         let read = self.store.read()?;
         if let Some(c) = read.container(id)? {
@@ -489,14 +499,19 @@ impl Runtime {
                 Ok(mut client) => client.wait().await.ok(),
                 Err(_) => None,
             };
-            let status = status.or_else(|| crate::monitor::client::read_exit_file(&paths.exit_file()));
+            let status =
+                status.or_else(|| crate::monitor::client::read_exit_file(&paths.exit_file()));
             if let Err(e) = runtime.record_exit(&id, status).await {
                 tracing::error!(container = %id, error = %e, "recording container exit");
             }
         });
     }
 
-    async fn record_exit(&self, id: &str, status: Option<ExitStatus>) -> Result<(), ContainerError> {
+    async fn record_exit(
+        &self,
+        id: &str,
+        status: Option<ExitStatus>,
+    ) -> Result<(), ContainerError> {
         let _guard = self.transitions.lock().await;
         let Some(mut record) = self.store.read()?.container(id)? else {
             return Ok(()); // removed meanwhile
@@ -545,7 +560,10 @@ impl Runtime {
 
     pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<(), ContainerError> {
         let record = self.container(id)?;
-        if !matches!(record.state, ContainerState::Running | ContainerState::Created) {
+        if !matches!(
+            record.state,
+            ContainerState::Running | ContainerState::Created
+        ) {
             return Ok(());
         }
         let paths = self.paths(&record.id);
@@ -608,7 +626,8 @@ impl Runtime {
 
     fn stop_signal(&self, record: &ContainerRecord) -> i32 {
         let config = record.container_config();
-        let cri_signal = cri::Signal::try_from(config.stop_signal).unwrap_or(cri::Signal::RuntimeDefault);
+        let cri_signal =
+            cri::Signal::try_from(config.stop_signal).unwrap_or(cri::Signal::RuntimeDefault);
         if cri_signal != cri::Signal::RuntimeDefault
             && let Some(sig) = signal_number(cri_signal.as_str_name())
         {
@@ -655,14 +674,20 @@ impl Runtime {
     ) -> Result<(), ContainerError> {
         let _guard = self.transitions.lock().await;
         let mut record = self.container(id)?;
-        if !matches!(record.state, ContainerState::Created | ContainerState::Running) {
+        if !matches!(
+            record.state,
+            ContainerState::Created | ContainerState::Running
+        ) {
             return Err(ContainerError::WrongState {
                 id: record.id,
                 state: record.state,
                 wanted: "resources can only be updated while the container exists and runs",
             });
         }
-        let oci = crate::spec::linux_resources(&resources, crate::cgroups::CgroupLayout::detect().swap_available())?;
+        let oci = crate::spec::linux_resources(
+            &resources,
+            crate::cgroups::CgroupLayout::detect().swap_available(),
+        )?;
         Cgroup::open(&record.cgroup_path)?.update(&oci)?;
         let mut config = record.container_config();
         config.linux.get_or_insert_with(Default::default).resources = Some(resources);
@@ -677,7 +702,10 @@ impl Runtime {
             Err(ContainerError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if matches!(record.state, ContainerState::Running | ContainerState::Created) {
+        if matches!(
+            record.state,
+            ContainerState::Running | ContainerState::Created
+        ) {
             self.stop_container(&record.id, 0).await?;
         }
         let paths = self.paths(&record.id);
@@ -767,7 +795,9 @@ impl Runtime {
             if !filter.id.is_empty() && !record.id.starts_with(&filter.id) {
                 continue;
             }
-            if !filter.pod_sandbox_id.is_empty() && !record.pod_id.starts_with(&filter.pod_sandbox_id) {
+            if !filter.pod_sandbox_id.is_empty()
+                && !record.pod_id.starts_with(&filter.pod_sandbox_id)
+            {
                 continue;
             }
             let state = cri_state(record.state);
@@ -854,7 +884,9 @@ pub fn signal_number(name: &str) -> Option<i32> {
         "SIGIOT" => return Some(libc::SIGABRT),
         _ => {}
     }
-    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
 }
 
 #[cfg(test)]

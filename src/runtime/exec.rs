@@ -37,7 +37,12 @@ impl crate::error::Classify for ExecError {
 
 impl Runtime {
     /// Prepares the helper's config for `cmd` in a running container; returns its path.
-    pub(crate) fn exec_config(&self, id: &str, cmd: Vec<String>, tty: bool) -> Result<std::path::PathBuf, ContainerError> {
+    pub(crate) fn exec_config(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        tty: bool,
+    ) -> Result<std::path::PathBuf, ContainerError> {
         let record = self.container(id)?;
         if record.state != ContainerState::Running {
             return Err(ContainerError::WrongState {
@@ -47,7 +52,9 @@ impl Runtime {
             });
         }
         if cmd.is_empty() {
-            return Err(ContainerError::InvalidArgument("exec needs a command".into()));
+            return Err(ContainerError::InvalidArgument(
+                "exec needs a command".into(),
+            ));
         }
         let state = self.container_state_dir(&record.id);
         let failed = |message: String| ContainerError::Build(message);
@@ -94,10 +101,12 @@ impl Runtime {
         config: &std::path::Path,
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, ContainerError> {
-        let failed = |message: String| ContainerError::Exec(ExecError::Failed {
-            id: id.to_owned(),
-            message,
-        });
+        let failed = |message: String| {
+            ContainerError::Exec(ExecError::Failed {
+                id: id.to_owned(),
+                message,
+            })
+        };
         let mut child = tokio::process::Command::new(&self.binary)
             .arg("exec")
             .arg("--config")

@@ -44,9 +44,7 @@ impl Runtime {
                 continue;
             }
             let image = self.images.find(&name)?.ok_or_else(|| {
-                ContainerError::NotFoundDependency(format!(
-                    "image volume {name} is not pulled"
-                ))
+                ContainerError::NotFoundDependency(format!("image volume {name} is not pulled"))
             })?;
             let read = self.store.read()?;
             let mut lowers = Vec::new();
@@ -79,7 +77,13 @@ fn mount_read_only(lowers: &[PathBuf], target: &Path) -> nix::Result<()> {
     match lowers {
         [] => Err(nix::Error::EINVAL),
         [only] => {
-            mount(Some(only.as_path()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+            mount(
+                Some(only.as_path()),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )?;
             mount(
                 None::<&str>,
                 target,

@@ -5,8 +5,8 @@
 
 mod container;
 pub mod exec;
-mod image_volumes;
 pub mod handlers;
+mod image_volumes;
 mod names;
 mod pod;
 pub mod pod_files;

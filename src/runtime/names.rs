@@ -55,7 +55,11 @@ impl Builder<'_> {
     }
 
     fn release(&self) {
-        let mut building = self.owner.building.lock().unwrap_or_else(|p| p.into_inner());
+        let mut building = self
+            .owner
+            .building
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         building.remove(&self.name);
     }
 }
@@ -64,9 +68,9 @@ impl Drop for Builder<'_> {
     fn drop(&mut self) {
         if !self.finished {
             // The building request was cancelled: waiters learn it and may retry.
-            let _ = self
-                .tx
-                .send(Some(Err("the request creating this object was cancelled".into())));
+            let _ = self.tx.send(Some(Err(
+                "the request creating this object was cancelled".into()
+            )));
             self.release();
         }
     }

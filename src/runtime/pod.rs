@@ -77,7 +77,10 @@ impl PodNamespaces {
 
 /// The key that makes a pod name unique, as kubelet builds it.
 fn pod_name_key(meta: &cri::PodSandboxMetadata) -> String {
-    format!("{}_{}_{}_{}", meta.name, meta.namespace, meta.uid, meta.attempt)
+    format!(
+        "{}_{}_{}_{}",
+        meta.name, meta.namespace, meta.uid, meta.attempt
+    )
 }
 
 impl Runtime {
@@ -110,12 +113,10 @@ impl Runtime {
             names::Reserved::Wait(rx) => return names::wait(rx).await.map_err(PodError::Build),
             names::Reserved::Build(b) => b,
         };
-        if let Some(existing) = self
-            .store
-            .read()?
-            .pods()?
-            .into_iter()
-            .find(|p| p.sandbox_config().metadata.as_ref().map(pod_name_key) == Some(key.clone()))
+        if let Some(existing) =
+            self.store.read()?.pods()?.into_iter().find(|p| {
+                p.sandbox_config().metadata.as_ref().map(pod_name_key) == Some(key.clone())
+            })
         {
             builder.finish(Err(format!("name {key} is taken")));
             return Err(PodError::NameTaken {
@@ -124,7 +125,12 @@ impl Runtime {
             });
         }
         let outcome = self.build_pod(config, runtime_handler).await;
-        builder.finish(outcome.as_ref().map(Clone::clone).map_err(ToString::to_string));
+        builder.finish(
+            outcome
+                .as_ref()
+                .map(Clone::clone)
+                .map_err(ToString::to_string),
+        );
         outcome
     }
 
@@ -138,8 +144,8 @@ impl Runtime {
         let files = PodFiles::new(self.pod_dir(&id));
         let result = async {
             files.create(&config, ns.host_ipc)?;
-            let hostname = (!ns.host_network && !config.hostname.is_empty())
-                .then(|| config.hostname.clone());
+            let hostname =
+                (!ns.host_network && !config.hostname.is_empty()).then(|| config.hostname.clone());
             let init = crate::podinit::PodInitConfig {
                 new_net: !ns.host_network,
                 new_ipc: !ns.host_ipc,
@@ -191,7 +197,9 @@ impl Runtime {
     /// A pod by full id or unique id prefix.
     pub fn find_pod(&self, id: &str) -> Result<Option<PodRecord>, PodError> {
         if id.is_empty() {
-            return Err(PodError::InvalidArgument("pod sandbox id is required".into()));
+            return Err(PodError::InvalidArgument(
+                "pod sandbox id is required".into(),
+            ));
         }
         let read = self.store.read()?;
         if let Some(pod) = read.pod(id)? {
@@ -213,7 +221,11 @@ impl Runtime {
     /// per-pod cgroup under the configured default (which the pod's removal deletes).
     pub(super) fn pod_cgroup_parent(&self, pod: &PodRecord) -> String {
         if pod.cgroup_parent.is_empty() {
-            format!("{}/{}", self.default_cgroup_parent.trim_end_matches('/'), pod.id)
+            format!(
+                "{}/{}",
+                self.default_cgroup_parent.trim_end_matches('/'),
+                pod.id
+            )
         } else {
             pod.cgroup_parent.clone()
         }
@@ -417,7 +429,9 @@ fn is_zombie(pid: i32) -> bool {
         .ok()
         .and_then(|stat| {
             let rest = &stat[stat.rfind(')')? + 2..];
-            rest.split(' ').next().map(|state| state == "Z" || state == "X")
+            rest.split(' ')
+                .next()
+                .map(|state| state == "Z" || state == "X")
         })
         .unwrap_or(true)
 }

@@ -52,7 +52,11 @@ impl PodFiles {
 
     /// Writes the files and mounts the shm tmpfs (unless the pod uses the host's IPC namespace,
     /// whose /dev/shm it then shares).
-    pub fn create(&self, config: &cri::PodSandboxConfig, host_ipc: bool) -> Result<(), PodFilesError> {
+    pub fn create(
+        &self,
+        config: &cri::PodSandboxConfig,
+        host_ipc: bool,
+    ) -> Result<(), PodFilesError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| PodFilesError::Io { path, source }

@@ -45,7 +45,7 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Images(#[from] CatalogError),
-        #[error(transparent)]
+    #[error(transparent)]
     Recover(#[from] crate::runtime::RecoverError),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
@@ -67,7 +67,7 @@ pub struct Context {
     pub config: Config,
     pub store: Arc<Store>,
     pub images: Arc<Images>,
-        pub runtime: Arc<crate::runtime::Runtime>,
+    pub runtime: Arc<crate::runtime::Runtime>,
     pub metrics: Arc<metrics::RpcMetrics>,
 }
 
@@ -84,19 +84,19 @@ impl Context {
         let store = Arc::new(Store::open(&config.root.join("meta.db"))?);
         let images = Arc::new(Images::new(&config, store.clone())?);
         images.recover()?;
-                let runtime = Arc::new(
-            crate::runtime::Runtime::new(&config, store.clone(), images.clone()).map_err(|source| {
-                ServerError::Dir {
+        let runtime = Arc::new(
+            crate::runtime::Runtime::new(&config, store.clone(), images.clone()).map_err(
+                |source| ServerError::Dir {
                     path: PathBuf::from("/proc/self/exe"),
                     source,
-                }
-            })?,
+                },
+            )?,
         );
         Ok(Self {
             config,
             store,
             images,
-                        runtime,
+            runtime,
             metrics: Arc::default(),
         })
     }
@@ -111,7 +111,7 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     let _lock = lock::DaemonLock::acquire(&config.lock_file())?;
     let socket_path = config.socket.clone();
     let ctx = Arc::new(Context::open(config)?);
-        ctx.runtime.recover().await?;
+    ctx.runtime.recover().await?;
     let listener = socket::bind(&socket_path)?;
     let shutdown = shutdown_signal()?;
     tracing::info!(socket = %socket_path.display(), version = crate::RUNTIME_VERSION, "strata serving CRI");

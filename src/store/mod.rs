@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-pub use records::{ContainerRecord, ContainerState, ExitInfo, ImageRecord, LayerRecord, PodRecord, PodState};
+pub use records::{
+    ContainerRecord, ContainerState, ExitInfo, ImageRecord, LayerRecord, PodRecord, PodState,
+};
 
 use crate::error::{Classify, ErrorKind};
 
@@ -289,7 +291,9 @@ impl WriteTxn<'_> {
 
     pub fn put_pod(&mut self, pod: &PodRecord) -> Result<()> {
         let bytes = encode(&pod.id, pod)?;
-        self.txn.open_table(PODS)?.insert(pod.id.as_str(), bytes.as_slice())?;
+        self.txn
+            .open_table(PODS)?
+            .insert(pod.id.as_str(), bytes.as_slice())?;
         Ok(())
     }
 

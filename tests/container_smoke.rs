@@ -172,6 +172,17 @@ async fn exec_sync_runs_in_the_container_and_times_out() {
                     name: "sleeper".into(),
                     attempt: 0,
                 }),
+                // Its own pid namespace, which the TARGET container below joins.
+                linux: Some(cri::LinuxContainerConfig {
+                    security_context: Some(cri::LinuxContainerSecurityContext {
+                        namespace_options: Some(cri::NamespaceOption {
+                            pid: cri::NamespaceMode::Container as i32,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
                 image: Some(cri::ImageSpec {
                     image: image.clone(),
                     ..Default::default()
@@ -217,6 +228,58 @@ async fn exec_sync_runs_in_the_container_and_times_out() {
         .expect_err("timeout");
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+    // pid mode TARGET: a second container shares the first one's pid namespace.
+    let sharer = rt
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata {
+                    name: "sharer".into(),
+                    attempt: 0,
+                }),
+                image: Some(cri::ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+                command: vec!["sleep".into(), "300".into()],
+                linux: Some(cri::LinuxContainerConfig {
+                    security_context: Some(cri::LinuxContainerSecurityContext {
+                        namespace_options: Some(cri::NamespaceOption {
+                            pid: cri::NamespaceMode::Target as i32,
+                            target_id: id.clone(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .expect("create with pid TARGET")
+        .into_inner()
+        .container_id;
+    rt.start_container(cri::StartContainerRequest {
+        container_id: sharer.clone(),
+    })
+    .await
+    .expect("start sharer");
+    let out = rt
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: sharer.clone(),
+            cmd: vec!["cat".into(), "/proc/1/cmdline".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("exec in sharer")
+        .into_inner();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "sleep\u{0}300\u{0}",
+        "pid 1 is the target's"
+    );
     // UpdateContainerResources reaches the live cgroup.
     rt.update_container_resources(cri::UpdateContainerResourcesRequest {
         container_id: id.clone(),

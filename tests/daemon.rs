@@ -136,6 +136,27 @@ async fn second_daemon_on_the_same_state_dir_refuses_to_start() {
 }
 
 #[tokio::test]
+async fn second_daemon_on_the_same_root_refuses_to_start() {
+    let daemon = Daemon::start("");
+    let other = tempfile::tempdir().unwrap();
+    let config = other.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = \"{}\"\nstate = \"{}/state\"\nsocket = \"{}/state/s.sock\"\n",
+            daemon.root().display(),
+            other.path().display(),
+            other.path().display()
+        ),
+    )
+    .unwrap();
+    let (status, log) = serve_fails(&config).await;
+    assert!(!status.success(), "{status}: {log}");
+    assert!(log.contains("already running"), "{log}");
+    assert_eq!(version(&daemon).await.runtime_name, "strata");
+}
+
+#[tokio::test]
 async fn sigterm_exits_zero_and_removes_the_socket() {
     let mut daemon = Daemon::start("");
     assert!(daemon.terminate(), "exit status 0 on SIGTERM");

@@ -313,7 +313,7 @@ impl Runtime {
             layers: &lower,
             pod_paths: &pod_paths,
             rootfs: &rootfs,
-            target_pid: None,
+            target_pid: self.target_pid(config)?,
             seccomp_root: &self.seccomp_root,
             cgroups_path: cgroup_path,
             host_allows_negative_oom_score_adj: self.host_allows_negative_oom_score_adj,
@@ -410,6 +410,36 @@ impl Runtime {
         if let Err(e) = crate::monitor::oci_runtime::cleanup_leftovers(&oci, &id, &paths.rootfs()) {
             tracing::warn!(container = %id, error = %e, "releasing the OCI runtime's container");
         }
+    }
+
+    /// The init pid of the container named by `NamespaceOption.target_id` when the pid mode is
+    /// TARGET (the container then shares that container's pid namespace).
+    fn target_pid(&self, config: &cri::ContainerConfig) -> Result<Option<i32>, ContainerError> {
+        let options = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref());
+        let Some(options) = options else {
+            return Ok(None);
+        };
+        if options.pid != cri::NamespaceMode::Target as i32 {
+            return Ok(None);
+        }
+        let target = self.container(&options.target_id).map_err(|_| {
+            ContainerError::NotFoundDependency(format!(
+                "target container {} of pid mode TARGET not found",
+                options.target_id
+            ))
+        })?;
+        if target.state != ContainerState::Running {
+            return Err(ContainerError::WrongState {
+                id: target.id,
+                state: target.state,
+                wanted: "pid mode TARGET needs a running target container",
+            });
+        }
+        Ok(Some(target.pid))
     }
 
     /// Best-effort removal of whatever a failed or removed container left.

@@ -100,6 +100,12 @@ pub async fn import_cli(config: Config, file: &Path) -> Result<Vec<ImportedImage
         source,
     })?;
     let _lock = super::lock::DaemonLock::acquire(&config.lock_file()).map_err(ServerError::from)?;
+    std::fs::create_dir_all(&config.root).map_err(|source| CliError::Path {
+        path: config.root.clone(),
+        source,
+    })?;
+    let _root_lock = super::lock::DaemonLock::acquire(&config.root.join("strata.lock"))
+        .map_err(ServerError::from)?;
     let ctx = Context::open(config)?;
     let images = import_archive(&ctx.images, &file)?;
     Ok(images.iter().map(imported).collect())

@@ -109,6 +109,12 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
         source,
     })?;
     let _lock = lock::DaemonLock::acquire(&config.lock_file())?;
+    // The root is guarded too: two daemons with different state dirs must not share it.
+    std::fs::create_dir_all(&config.root).map_err(|source| ServerError::Dir {
+        path: config.root.clone(),
+        source,
+    })?;
+    let _root_lock = lock::DaemonLock::acquire(&config.root.join("strata.lock"))?;
     let socket_path = config.socket.clone();
     let ctx = Arc::new(Context::open(config)?);
     ctx.runtime.recover().await?;

@@ -143,36 +143,38 @@ impl Runtime {
                 ContainerError::InvalidArgument("container metadata.name is required".into())
             })?;
         let key = container_name_key(&pod.id, &meta);
-        let builder = match self.container_names.reserve(&key) {
-            names::Reserved::Wait(rx) => {
-                return names::wait(rx).await.map_err(ContainerError::Build);
-            }
-            names::Reserved::Build(b) => b,
+        let existing = || -> Result<Option<String>, ContainerError> {
+            Ok(self
+                .store
+                .read()?
+                .containers()?
+                .into_iter()
+                .find(|c| {
+                    c.pod_id == pod.id
+                        && c.container_config()
+                            .metadata
+                            .as_ref()
+                            .map(|m| container_name_key(&pod.id, m))
+                            .as_ref()
+                            == Some(&key)
+                })
+                .map(|c| c.id))
         };
-        let existing = self.store.read()?.containers()?.into_iter().find(|c| {
-            c.pod_id == pod.id
-                && c.container_config()
-                    .metadata
-                    .as_ref()
-                    .map(|m| container_name_key(&pod.id, m))
-                    == Some(key.clone())
-        });
-        if let Some(existing) = existing {
-            builder.finish(Err(format!("name {key} is taken")));
-            return Err(ContainerError::NameTaken {
-                name: key,
-                id: existing.id,
-            });
-        }
         let sandbox_config = sandbox_config.unwrap_or_else(|| pod.sandbox_config());
-        let outcome = self.build_container(&pod, config, &sandbox_config).await;
-        builder.finish(
-            outcome
-                .as_ref()
-                .map(Clone::clone)
-                .map_err(ToString::to_string),
-        );
-        outcome
+        self.container_names
+            .build_once(
+                &key,
+                existing,
+                || self.build_container(&pod, config, &sandbox_config),
+                |refused| match refused {
+                    names::Refused::Taken { id } => ContainerError::NameTaken {
+                        name: key.clone(),
+                        id,
+                    },
+                    names::Refused::Failed(message) => ContainerError::Build(message),
+                },
+            )
+            .await
     }
 
     async fn build_container(

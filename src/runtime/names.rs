@@ -76,6 +76,54 @@ impl Drop for Builder<'_> {
     }
 }
 
+/// Why a name could not be built: it belongs to a finished object, or the concurrent request
+/// that was building it failed (its message).
+pub enum Refused {
+    Taken { id: String },
+    Failed(String),
+}
+
+impl Reservations {
+    /// Builds the object named `key` once: a concurrent request for the same name waits for the
+    /// first one's outcome and gets the same id; a name whose object exists (`existing` gives its
+    /// id) is refused.
+    pub async fn build_once<E, Fut>(
+        &self,
+        key: &str,
+        existing: impl FnOnce() -> Result<Option<String>, E>,
+        build: impl FnOnce() -> Fut,
+        refused: impl FnOnce(Refused) -> E,
+    ) -> Result<String, E>
+    where
+        E: std::fmt::Display,
+        Fut: std::future::Future<Output = Result<String, E>>,
+    {
+        let builder = match self.reserve(key) {
+            Reserved::Wait(rx) => return wait(rx).await.map_err(|m| refused(Refused::Failed(m))),
+            Reserved::Build(b) => b,
+        };
+        let found = match existing() {
+            Ok(found) => found,
+            Err(e) => {
+                builder.finish(Err(e.to_string()));
+                return Err(e);
+            }
+        };
+        if let Some(id) = found {
+            builder.finish(Err(format!("name {key} is taken")));
+            return Err(refused(Refused::Taken { id }));
+        }
+        let outcome = build().await;
+        builder.finish(
+            outcome
+                .as_ref()
+                .map(Clone::clone)
+                .map_err(ToString::to_string),
+        );
+        outcome
+    }
+}
+
 /// Waits for another request's outcome.
 pub async fn wait(mut rx: watch::Receiver<Outcome>) -> Result<String, String> {
     loop {

@@ -109,29 +109,36 @@ impl Runtime {
             )));
         }
         let key = pod_name_key(&meta);
-        let builder = match self.pod_names.reserve(&key) {
-            names::Reserved::Wait(rx) => return names::wait(rx).await.map_err(PodError::Build),
-            names::Reserved::Build(b) => b,
+        let existing = || -> Result<Option<String>, PodError> {
+            Ok(self
+                .store
+                .read()?
+                .pods()?
+                .into_iter()
+                .find(|p| {
+                    p.sandbox_config()
+                        .metadata
+                        .as_ref()
+                        .map(pod_name_key)
+                        .as_ref()
+                        == Some(&key)
+                })
+                .map(|p| p.id))
         };
-        if let Some(existing) =
-            self.store.read()?.pods()?.into_iter().find(|p| {
-                p.sandbox_config().metadata.as_ref().map(pod_name_key) == Some(key.clone())
-            })
-        {
-            builder.finish(Err(format!("name {key} is taken")));
-            return Err(PodError::NameTaken {
-                name: key,
-                id: existing.id,
-            });
-        }
-        let outcome = self.build_pod(config, runtime_handler).await;
-        builder.finish(
-            outcome
-                .as_ref()
-                .map(Clone::clone)
-                .map_err(ToString::to_string),
-        );
-        outcome
+        self.pod_names
+            .build_once(
+                &key,
+                existing,
+                || self.build_pod(config, runtime_handler),
+                |refused| match refused {
+                    names::Refused::Taken { id } => PodError::NameTaken {
+                        name: key.clone(),
+                        id,
+                    },
+                    names::Refused::Failed(message) => PodError::Build(message),
+                },
+            )
+            .await
     }
 
     async fn build_pod(

@@ -758,13 +758,7 @@ impl Runtime {
         let record = self.container(id)?;
         let config = record.container_config();
         let exit = record.exit.clone();
-        let image_ref = self
-            .images
-            .find(&record.image_id)
-            .ok()
-            .flatten()
-            .and_then(|i| i.repo_digests.first().cloned())
-            .unwrap_or_else(|| record.image_id.clone());
+        let image_ref = self.image_ref(&record);
         let status = cri::ContainerStatus {
             id: record.id.clone(),
             metadata: config.metadata.clone(),
@@ -817,6 +811,17 @@ impl Runtime {
         })
     }
 
+    /// The image reference CRI reports: the image's repo digest when it has one (what kubelet
+    /// shows as `imageID`), else its id.
+    fn image_ref(&self, record: &ContainerRecord) -> String {
+        self.images
+            .find(&record.image_id)
+            .ok()
+            .flatten()
+            .and_then(|i| i.repo_digests.first().cloned())
+            .unwrap_or_else(|| record.image_id.clone())
+    }
+
     pub fn list_containers(
         &self,
         filter: Option<cri::ContainerFilter>,
@@ -850,7 +855,7 @@ impl Runtime {
                     image: record.image_ref.clone(),
                     ..Default::default()
                 }),
-                image_ref: record.image_id.clone(),
+                image_ref: self.image_ref(&record),
                 state: state as i32,
                 created_at: record.created_at,
                 labels: config.labels.clone(),

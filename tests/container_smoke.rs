@@ -10,15 +10,15 @@ use support::daemon::Daemon;
 use support::fixtures::push_cri_test_images;
 use support::registry::{Registry, RegistryOptions};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn busybox_container_runs_logs_and_exits() {
+/// A registry with the test images, a daemon, and the busybox image pulled into it.
+async fn daemon_with_busybox() -> (Registry, Daemon, String) {
     let registry = Registry::start(RegistryOptions::default());
     push_cri_test_images(&registry);
     let daemon = Daemon::start("");
-    let mut images = daemon.images().await;
-    let mut rt = daemon.runtime().await;
     let image = format!("{}/e2e-test-images/busybox:1.29-2", registry.addr());
-    images
+    daemon
+        .images()
+        .await
         .pull_image(cri::PullImageRequest {
             image: Some(cri::ImageSpec {
                 image: image.clone(),
@@ -28,14 +28,25 @@ async fn busybox_container_runs_logs_and_exits() {
         })
         .await
         .expect("pull");
+    (registry, daemon, image)
+}
+
+fn pod_metadata(name: &str) -> cri::PodSandboxMetadata {
+    cri::PodSandboxMetadata {
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        namespace: "default".into(),
+        attempt: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn busybox_container_runs_logs_and_exits() {
+    let (_registry, daemon, image) = daemon_with_busybox().await;
+    let mut rt = daemon.runtime().await;
     let logs = tempfile::tempdir().unwrap();
     let pod_config = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: "smoke".into(),
-            uid: "uid-smoke".into(),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
+        metadata: Some(pod_metadata("smoke")),
         hostname: "smokepod".into(),
         log_directory: logs.path().to_string_lossy().into_owned(),
         ..Default::default()
@@ -129,29 +140,10 @@ async fn busybox_container_runs_logs_and_exits() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_sync_runs_in_the_container_and_times_out() {
-    let registry = Registry::start(RegistryOptions::default());
-    push_cri_test_images(&registry);
-    let daemon = Daemon::start("");
-    let mut images = daemon.images().await;
+    let (_registry, daemon, image) = daemon_with_busybox().await;
     let mut rt = daemon.runtime().await;
-    let image = format!("{}/e2e-test-images/busybox:1.29-2", registry.addr());
-    images
-        .pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("pull");
     let pod_config = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: "exec".into(),
-            uid: "uid-exec".into(),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
+        metadata: Some(pod_metadata("exec")),
         hostname: "execpod".into(),
         ..Default::default()
     };

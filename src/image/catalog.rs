@@ -200,7 +200,7 @@ impl Images {
             Ok(true)
         })?;
         if removed {
-            let deleted = self.cache.collect_garbage(&image.layers, layer_in_use)?;
+            let deleted = self.cache.collect_garbage(&image.layers)?;
             tracing::info!(image = %image.id, layers_deleted = deleted, "image removed");
         }
         Ok(())
@@ -314,12 +314,6 @@ fn delete_image_and_names(t: &mut WriteTxn<'_>, image: &ImageRecord) -> Result<(
         }
     }
     t.delete_image(&image.id.to_string())
-}
-
-/// A layer is in use while an image or a container (whose rootfs stacks it) names it.
-pub fn layer_in_use(t: &WriteTxn<'_>, chain_id: &Digest) -> Result<bool, StoreError> {
-    Ok(t.images()?.iter().any(|i| i.layers.contains(chain_id))
-        || t.containers()?.iter().any(|c| c.layers.contains(chain_id)))
 }
 
 impl ImageRecord {

@@ -238,13 +238,9 @@ impl LayerCache {
         Ok(record)
     }
 
-    /// Deletes the layers among `candidates` that no image uses and no pull holds, returning how
-    /// many were deleted. `in_use` is evaluated inside the store transaction.
-    pub fn collect_garbage(
-        &self,
-        candidates: &[Digest],
-        in_use: impl Fn(&crate::store::WriteTxn<'_>, &Digest) -> Result<bool, StoreError>,
-    ) -> Result<usize, LayerError> {
+    /// Deletes the layers among `candidates` that no image or container uses and no pull holds,
+    /// returning how many were deleted. Use is decided inside the store transaction.
+    pub fn collect_garbage(&self, candidates: &[Digest]) -> Result<usize, LayerError> {
         let Ok(leases) = self.leases.lock() else {
             return Ok(0);
         };
@@ -252,8 +248,9 @@ impl LayerCache {
             .store
             .write(|t| -> Result<Vec<LayerRecord>, LayerError> {
                 let mut doomed = Vec::new();
+                let in_use = t.layers_in_use()?;
                 for id in candidates {
-                    if leases.contains_key(id) || in_use(t, id)? {
+                    if leases.contains_key(id) || in_use.contains(id) {
                         continue;
                     }
                     if let Some(layer) = t.layer(&id.to_string())? {

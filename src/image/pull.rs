@@ -153,10 +153,7 @@ impl Puller {
                 // Layers this pull committed before another one failed belong to no image: drop
                 // them now rather than keep unreferenced space (other pulls lease theirs).
                 drop(_lease);
-                if let Err(gc) = self
-                    .cache
-                    .collect_garbage(&chain, super::catalog::layer_in_use)
-                {
+                if let Err(gc) = self.cache.collect_garbage(&chain) {
                     tracing::warn!(error = %gc, "removing layers of a failed pull");
                 }
                 return Err(e.into());

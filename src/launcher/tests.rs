@@ -334,54 +334,11 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
         .unwrap()
 }
 
+/// The spec generator's defaults for an unprivileged container with its own sysfs, plus a /tmp.
 fn default_mounts() -> Vec<Mount> {
-    vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        ),
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
-        ),
-        mount(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
-        ),
-        mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev"]),
-    ]
+    let mut mounts = crate::spec::default_mounts(false, false);
+    mounts.push(mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev"]));
+    mounts
 }
 
 fn namespaces(netns: bool) -> Vec<oci_spec::runtime::LinuxNamespace> {

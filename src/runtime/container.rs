@@ -14,7 +14,6 @@ use super::{Runtime, labels_match, names, new_id, now_nanos};
 use crate::cgroups::Cgroup;
 use crate::cri::v1 as cri;
 use crate::error::{Classify, ErrorKind};
-use crate::image::catalog::layer_in_use;
 use crate::monitor::client::{ExitStatus, MonitorClient};
 use crate::store::{ContainerRecord, ContainerState, ExitInfo, PodState, StoreError};
 
@@ -743,9 +742,7 @@ impl Runtime {
         let paths = self.paths(&record.id);
         self.discard(&paths, &record.cgroup_path);
         self.store.write(|t| t.delete_container(&record.id))?;
-        self.images
-            .layer_cache()
-            .collect_garbage(&record.layers, layer_in_use)?;
+        self.images.layer_cache().collect_garbage(&record.layers)?;
         tracing::info!(container = %record.id, "container removed");
         Ok(())
     }

@@ -216,15 +216,7 @@ mod tests {
     #[test]
     fn privileged_gets_host_devices_rw_sysfs() {
         let mut f = Fixture::new();
-        f.sc().privileged = true;
-        f.pod
-            .linux
-            .as_mut()
-            .unwrap()
-            .security_context
-            .as_mut()
-            .unwrap()
-            .privileged = true;
+        f.make_privileged();
         let spec = f.ok();
         let linux = spec.linux().as_ref().unwrap();
         let devs = linux.devices().clone().unwrap();

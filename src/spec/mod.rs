@@ -44,6 +44,8 @@ use crate::cri::v1 as cri;
 use crate::error::{Classify, ErrorKind};
 
 pub use layers::read_file as read_layered_file;
+#[cfg(test)]
+pub(crate) use mounts::default_mounts;
 
 /// CRI resources as OCI resources for a live update (`UpdateContainerResources`): device rules
 /// are left as they are.

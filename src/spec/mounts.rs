@@ -56,7 +56,8 @@ fn mount(dst: &str, typ: &str, src: &str, opts: &[&str]) -> Mount {
     m
 }
 
-fn default_mounts(privileged: bool, sysfs_bind: bool) -> Vec<Mount> {
+/// The mounts every container gets (containerd's defaults).
+pub(crate) fn default_mounts(privileged: bool, sysfs_bind: bool) -> Vec<Mount> {
     let rw = if privileged { "rw" } else { "ro" };
     let sys = if sysfs_bind {
         mount(

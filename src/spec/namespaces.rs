@@ -272,15 +272,7 @@ mod tests {
     #[test]
     fn privileged_keeps_host_cgroup_namespace() {
         let mut f = Fixture::new();
-        f.sc().privileged = true;
-        f.pod
-            .linux
-            .as_mut()
-            .unwrap()
-            .security_context
-            .as_mut()
-            .unwrap()
-            .privileged = true;
+        f.make_privileged();
         assert_eq!(find(&nss(&f), LinuxNamespaceType::Cgroup), None);
     }
 }

@@ -332,15 +332,7 @@ mod tests {
     fn privileged_has_no_seccomp() {
         let mut f = Fixture::new();
         f.sc().seccomp = profile(ProfileType::RuntimeDefault, "");
-        f.sc().privileged = true;
-        f.pod
-            .linux
-            .as_mut()
-            .unwrap()
-            .security_context
-            .as_mut()
-            .unwrap()
-            .privileged = true;
+        f.make_privileged();
         assert!(seccomp_of(&f).is_none());
     }
 

@@ -333,15 +333,7 @@ mod tests {
         f.sc().masked_paths = vec!["/proc/x".into()];
         f.sc().readonly_paths = vec!["/proc/y".into()];
         assert_eq!(paths(&f), (vec!["/proc/x".into()], vec!["/proc/y".into()]));
-        f.sc().privileged = true;
-        f.pod
-            .linux
-            .as_mut()
-            .unwrap()
-            .security_context
-            .as_mut()
-            .unwrap()
-            .privileged = true;
+        f.make_privileged();
         assert_eq!(paths(&f), (vec![], vec![]));
     }
 

@@ -187,6 +187,19 @@ impl Fixture {
             .unwrap()
     }
 
+    /// A privileged container in a privileged pod (kubelet sets both).
+    pub fn make_privileged(&mut self) {
+        self.sc().privileged = true;
+        self.pod
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .privileged = true;
+    }
+
     pub fn ns(&mut self) -> &mut cri::NamespaceOption {
         self.sc().namespace_options.as_mut().unwrap()
     }

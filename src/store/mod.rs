@@ -16,6 +16,7 @@ pub use records::{
 };
 
 use crate::error::{Classify, ErrorKind};
+use crate::image::digest::Digest;
 
 /// Bumped whenever the layout of a table or record changes incompatibly.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -199,6 +200,19 @@ macro_rules! getters {
                 out.push(decode(k.value(), v.value())?);
             }
             Ok(out)
+        }
+
+        /// Chain ids of the layers an image or a container (whose rootfs stacks them) names:
+        /// the layers garbage collection must keep.
+        pub fn layers_in_use(&self) -> Result<std::collections::HashSet<Digest>> {
+            let mut used: std::collections::HashSet<Digest> = std::collections::HashSet::new();
+            for image in self.images()? {
+                used.extend(image.layers);
+            }
+            for container in self.containers()? {
+                used.extend(container.layers);
+            }
+            Ok(used)
         }
 
         pub fn pod(&self, id: &str) -> Result<Option<PodRecord>> {

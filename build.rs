@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/cri/v1/api.proto",
         "proto/strata/admin/v1/admin.proto",
     ];
+    // The monitor executable is linked without PIE: see src/bin/strata-monitor.rs for why.
+    println!("cargo:rustc-link-arg-bin=strata-monitor=-no-pie");
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -9,8 +9,8 @@ if ! dpkg -s build-essential >/dev/null 2>&1; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends build-essential pkg-config
 fi
-cargo build --release --bin strata
-install -m 0755 target/release/strata /usr/local/bin/strata
+cargo build --release --bin strata --bin strata-monitor
+install -m 0755 target/release/strata target/release/strata-monitor /usr/local/bin/
 config=${STRATA_CONFIG:-/etc/strata/config.toml}
 if [[ ! -f $config ]]; then
 	install -d -m 0755 "$(dirname "$config")"

@@ -12,7 +12,7 @@
 //! - [`image_service`] / [`runtime_service`]: the CRI services, one file per verb.
 //! - [`spec`]: CRI container config -> OCI runtime spec.
 //! - [`cgroups`]: cgroupfs management (v1, hybrid, v2).
-//! - [`monitor`]: the per-container monitor process (`strata monitor`) and its daemon-side client.
+//! - [`monitor`]: the per-container monitor process (`strata-monitor`) and its daemon-side client.
 //! - [`podinit`]: the process holding a pod's namespaces (`strata pod-init`).
 
 pub mod cgroups;

@@ -34,12 +34,6 @@ enum Command {
     },
     /// Print the version.
     Version,
-    /// Internal: the monitor of one container (spawned by the daemon; detaches).
-    #[command(hide = true)]
-    Monitor {
-        #[arg(long)]
-        config: PathBuf,
-    },
     /// Internal: run an extra process inside a running container (spawned by the daemon).
     #[command(hide = true)]
     Exec {
@@ -85,7 +79,6 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         // Single-threaded helpers: they fork, so they run before any runtime exists.
-        Command::Monitor { config } => strata::monitor::monitor_main(&config),
         Command::PodInit { config } => strata::podinit::pod_init_main(&config),
         Command::Exec { config } => strata::launcher::exec_main(&config),
         Command::Version => {

@@ -17,7 +17,7 @@ use strata::monitor::protocol::{STDERR, STDOUT};
 use strata::monitor::{HOST_LAUNCHER_ENV, MonitorConfig, MonitorError};
 use tokio::io::AsyncWriteExt as _;
 
-const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+const STRATA: &str = env!("CARGO_BIN_EXE_strata-monitor");
 
 /// A test directory and the processes started in it, killed and removed on drop.
 struct Fixture {
@@ -520,7 +520,7 @@ async fn survives_the_daemon() {
     std::fs::write(f.path("monitor.json"), serde_json::to_vec(&config).unwrap()).unwrap();
     // A stand-in daemon that spawns the monitor, then is SIGKILLed with its process group.
     let script = format!(
-        "{} monitor --config {}; exec sleep 100",
+        "{} --config {}; exec sleep 100",
         f.path("strata-host").display(),
         f.path("monitor.json").display()
     );

@@ -120,14 +120,9 @@ fn run(config_path: &Path) -> Result<i32, LaunchError> {
         }
         joins.push((name, open_ns(&theirs)?, flag));
     }
-    let me = std::process::id().to_string();
-    for procs in &config.cgroup_procs {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(procs)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, me.as_bytes()))
-            .map_err(|e| LaunchError::io(format!("joining cgroup {}", procs.display()), e))?;
-    }
+    // This helper is single-threaded, so it can take the kernel's fast path for itself.
+    crate::cgroups::join_self(&config.cgroup_procs)
+        .map_err(|e| LaunchError::io("joining the container's cgroup", e))?;
     for (name, fd, flag) in &joins {
         nix::sched::setns(fd.as_fd(), *flag)
             .map_err(|e| LaunchError::io(format!("joining the {name} namespace"), e.into()))?;

@@ -40,6 +40,12 @@ use super::{Failure, InitConfig, LaunchError};
 pub(crate) struct InitPlan {
     /// A pid namespace the parent joins before the clone.
     pub pid_join: Option<OwnedFd>,
+    /// v1 `tasks` files the child writes `0` to, itself, before joining or creating any
+    /// namespace (see `cgroups::self_join_split` for why the child and not the parent).
+    pub cgroup_tasks: Vec<PathBuf>,
+    /// cgroup files the parent writes the child's pid to (v2, or all when the clone makes a
+    /// user namespace: the child then has no rights over the host's cgroup files).
+    pub cgroup_procs: Vec<PathBuf>,
     /// Namespaces created by the clone (`CLONE_NEWPID`, `CLONE_NEWUSER`).
     pub clone_flags: CloneFlags,
     /// uid_map / gid_map contents the parent writes for a new user namespace.
@@ -184,12 +190,19 @@ impl InitPlan {
             .map(seccomp::compile)
             .transpose()
             .map_err(LaunchError::Spec)?;
+        let (cgroup_tasks, cgroup_procs) = if new_userns {
+            (Vec::new(), config.cgroup_procs.clone())
+        } else {
+            crate::cgroups::self_join_split(&config.cgroup_procs)
+        };
         let host = HostFacts::probe(host_netns, new_userns);
         let mut rootfs = mount_plan::plan(spec, &config.rootfs, &config.cgroup_procs, &host)?;
         let user = proc_spec.user();
         rootfs.cwd = Some((proc_spec.cwd().clone(), user.uid(), user.gid()));
         Ok(InitPlan {
             pid_join,
+            cgroup_tasks,
+            cgroup_procs,
             clone_flags,
             id_maps,
             joins,
@@ -215,6 +228,13 @@ fn at(step: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Failure {
 pub(crate) fn setup<S: Syscall>(sys: &S, plan: &InitPlan) -> Result<(), Failure> {
     sys.prctl(libc::PR_SET_DUMPABLE, 0)
         .map_err(at("dumpable"))?;
+    // Ordering: the cgroup join comes first, while the child still has the host's rights over
+    // the cgroup files (before joining a user namespace) and before a cgroup namespace is made
+    // (its root is the cgroup we are in at unshare time).
+    for tasks in &plan.cgroup_tasks {
+        sys.write_file(tasks, "0")
+            .map_err(at(format!("joining cgroup {}", tasks.display())))?;
+    }
     for (fd, flag) in &plan.joins {
         sys.setns(fd.as_fd(), *flag)
             .map_err(at(format!("join {} namespace", ns_name(*flag))))?;

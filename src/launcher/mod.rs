@@ -223,7 +223,7 @@ pub fn create(config: &InitConfig, stdio: InitStdio) -> Result<CreatedInit, Laun
         }
     }
     let pid_text = pid.to_string();
-    for procs in &config.cgroup_procs {
+    for procs in &plan.cgroup_procs {
         std::fs::OpenOptions::new()
             .write(true)
             .open(procs)

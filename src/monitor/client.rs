@@ -24,7 +24,8 @@ pub struct Created {
     pub pid: i32,
 }
 
-/// Writes `config` to `config_path` (mode 0600), runs `<binary> monitor --config <path>`, and
+/// Writes `config` to `config_path` (mode 0600), runs `<binary> --config <path>` (`binary` is
+/// the `strata-monitor` executable), and
 /// returns once the monitor reported the created init. The monitor detaches: the process we
 /// spawn exits at once (and is waited here), the monitor itself is not our child.
 pub async fn spawn_monitor(
@@ -37,11 +38,7 @@ pub async fn spawn_monitor(
     write_private(config_path, &json)
         .await
         .map_err(|e| MonitorError::io(format!("writing {}", config_path.display()), e))?;
-    let args = [
-        "monitor".as_ref(),
-        "--config".as_ref(),
-        config_path.as_os_str(),
-    ];
+    let args = ["--config".as_ref(), config_path.as_os_str()];
     let line = run_helper(binary, &args, None)
         .await
         .map_err(|e| MonitorError::io(format!("running {} monitor", binary.display()), e))?;

@@ -1,4 +1,5 @@
-//! The per-container monitor: `strata monitor --config <state>/containers/<id>/monitor.json`.
+//! The per-container monitor: `strata-monitor --config <state>/containers/<id>/monitor.json`
+//! (its own executable, src/bin/strata-monitor.rs, for its memory footprint).
 //!
 //! A small single-threaded process (no tokio) that is the parent and child subreaper of one
 //! container's init. It detaches from the daemon (double fork, `setsid`), opens the container's
@@ -227,7 +228,7 @@ impl MonitorConfig {
     }
 }
 
-/// The `strata monitor --config FILE` entry point. Must run before any other thread exists.
+/// The `strata-monitor --config FILE` entry point. Must run before any other thread exists.
 pub fn monitor_main(config_path: &Path) -> ! {
     event_loop::main(config_path)
 }

@@ -363,9 +363,12 @@ impl Runtime {
             }),
         };
         let config_path = paths.state.join("monitor.json");
-        let created =
-            crate::monitor::client::spawn_monitor(&self.binary, &monitor_config, &config_path)
-                .await?;
+        let created = crate::monitor::client::spawn_monitor(
+            &self.monitor_binary,
+            &monitor_config,
+            &config_path,
+        )
+        .await?;
         Ok((created.pid, image_volumes.layers))
     }
 

@@ -27,8 +27,10 @@ use crate::store::{ContainerRecord, PodRecord, Store};
 pub struct Runtime {
     store: Arc<Store>,
     images: Arc<Images>,
-    /// Our own binary, re-executed as monitor, pod-init and exec helper.
+    /// Our own binary, re-executed as pod-init and exec helper.
     binary: PathBuf,
+    /// The `strata-monitor` executable installed next to it.
+    monitor_binary: PathBuf,
     state_dir: PathBuf,
     root_dir: PathBuf,
     pod_names: names::Reservations,
@@ -48,7 +50,18 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(config: &Config, store: Arc<Store>, images: Arc<Images>) -> std::io::Result<Self> {
         let binary = std::env::current_exe()?;
+        let monitor_binary = binary.with_file_name("strata-monitor");
+        if !monitor_binary.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{} is missing: strata-monitor must be installed next to strata",
+                    monitor_binary.display()
+                ),
+            ));
+        }
         Ok(Self {
+            monitor_binary,
             store,
             images,
             binary,

@@ -624,7 +624,7 @@ summary() {
 		echo "goal         strata create+start p50 <= $GOAL_CREATE_START_MS ms: ${p50:-?} ms: $(verdict "$p50" "$GOAL_CREATE_START_MS")"
 		for n in 1 20; do
 			rss='' pss=''
-			read -r rss pss < <(helper_max strata "$n" 'strata monitor') || true
+			read -r rss pss < <(helper_max strata "$n" 'strata-monitor') || true
 			echo "goal         strata monitor <= $GOAL_MONITOR_RSS_MB MB RSS with $n pod(s) (largest monitor): ${rss:-?} MB: $(verdict "$rss" "$GOAL_MONITOR_RSS_MB")"
 			echo "goal         strata monitor <= $GOAL_MONITOR_PSS_MB MB PSS with $n pod(s) (largest monitor): ${pss:-?} MB: $(verdict "$pss" "$GOAL_MONITOR_PSS_MB")"
 		done

@@ -871,6 +871,10 @@ mod tests {
             "containerd-shim-runc-v2"
         );
         assert_eq!(kind_of(b"/pause\0"), "pause");
+        assert_eq!(
+            kind_of(b"/usr/local/bin/strata-monitor\0--config\0/x.json\0"),
+            "strata-monitor"
+        );
     }
 
     #[test]

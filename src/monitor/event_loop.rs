@@ -491,6 +491,8 @@ impl Monitor {
                 Ok(()) => {
                     self.started_at = now_ns();
                     diag!("{}: started", self.config.id);
+                    // Releasing the init ran the last of the launcher's code.
+                    super::footprint::shed_startup_memory();
                     Reply::ok()
                 }
                 Err(e) => {

@@ -1,0 +1,107 @@
+//! Container and pod lifecycle events for `GetContainerEvents` (kubelet's evented PLEG).
+//!
+//! Each state change sends one [`cri::ContainerEventResponse`] on a broadcast channel: every
+//! subscriber gets every event, in the order they were sent; a subscriber that falls behind
+//! by more than [`CAPACITY`] events loses the oldest ones (it is told how many, and logs it)
+//! rather than slowing the runtime down. With no subscriber no event is even built.
+//!
+//! As containerd does, a pod's own events use the pod id as `container_id`: CREATED and
+//! STARTED on RunPodSandbox, STOPPED on StopPodSandbox, DELETED on RemovePodSandbox. Every event
+//! carries the pod's status and the statuses of all its containers, which is what kubelet caches
+//! from it (it drops events without a pod status). The DELETED event of a pod carries the pod's
+//! last status (containerd sends none, and kubelet then ignores the event); a container's
+//! DELETED event carries the pod's remaining containers.
+
+use tokio::sync::broadcast;
+
+use super::Runtime;
+use crate::cri::v1 as cri;
+
+/// Events a subscriber may fall behind by before it loses the oldest.
+pub const CAPACITY: usize = 1024;
+
+pub type EventKind = cri::ContainerEventType;
+
+pub fn channel() -> broadcast::Sender<cri::ContainerEventResponse> {
+    broadcast::channel(CAPACITY).0
+}
+
+impl Runtime {
+    /// A new subscriber to every event sent from now on.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<cri::ContainerEventResponse> {
+        self.events.subscribe()
+    }
+
+    /// Sends the event of `id` (a container, or the pod itself) with the current statuses of
+    /// pod `pod_id` and its containers.
+    pub(super) fn emit(&self, kind: EventKind, id: &str, pod_id: &str) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let (pod_status, containers) = match self.pod_status(pod_id, false) {
+            Ok(resp) => (resp.status, resp.containers_statuses),
+            Err(e) => {
+                tracing::warn!(pod = pod_id, error = %e, "pod status for a container event");
+                (None, self.pod_container_statuses(pod_id))
+            }
+        };
+        self.send_event(kind, id, pod_status, containers);
+    }
+
+    /// The pod's status to send later with its DELETED event (`None` without subscribers).
+    pub(super) fn pod_status_for_event(&self, pod_id: &str) -> Option<cri::PodSandboxStatus> {
+        if self.events.receiver_count() == 0 {
+            return None;
+        }
+        self.pod_status(pod_id, false).ok()?.status
+    }
+
+    /// [`Runtime::emit`] with a pod status taken earlier (the pod may be gone by now).
+    pub(super) fn emit_with(
+        &self,
+        kind: EventKind,
+        id: &str,
+        pod_id: &str,
+        pod_status: Option<cri::PodSandboxStatus>,
+    ) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let containers = self.pod_container_statuses(pod_id);
+        self.send_event(kind, id, pod_status, containers);
+    }
+
+    fn send_event(
+        &self,
+        kind: EventKind,
+        id: &str,
+        pod_status: Option<cri::PodSandboxStatus>,
+        containers_statuses: Vec<cri::ContainerStatus>,
+    ) {
+        let event = cri::ContainerEventResponse {
+            container_id: id.to_owned(),
+            container_event_type: kind as i32,
+            created_at: super::now_nanos(),
+            pod_sandbox_status: pod_status,
+            containers_statuses,
+        };
+        // An error only means every subscriber left meanwhile.
+        let _ = self.events.send(event);
+    }
+
+    /// The statuses of every container of the pod (those that cannot be read are left out).
+    pub(super) fn pod_container_statuses(&self, pod_id: &str) -> Vec<cri::ContainerStatus> {
+        let containers = match self.store.read().and_then(|r| r.containers()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(pod = pod_id, error = %e, "listing the pod's containers");
+                return Vec::new();
+            }
+        };
+        containers
+            .into_iter()
+            .filter(|c| c.pod_id == pod_id)
+            .map(|c| self.status_of(&c))
+            .collect()
+    }
+}

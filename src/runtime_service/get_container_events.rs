@@ -5,6 +5,7 @@
 use std::pin::Pin;
 
 use futures::Stream;
+use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
@@ -15,7 +16,10 @@ pub type EventStream =
     Pin<Box<dyn Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>>;
 
 pub fn get_container_events(ctx: &Context, _req: cri::GetEventsRequest) -> EventStream {
-    let rx = ctx.runtime.subscribe_events();
+    event_stream(ctx.runtime.subscribe_events())
+}
+
+fn event_stream(rx: Receiver<cri::ContainerEventResponse>) -> EventStream {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {
@@ -30,4 +34,38 @@ pub fn get_container_events(ctx: &Context, _req: cri::GetEventsRequest) -> Event
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn event(n: i64) -> cri::ContainerEventResponse {
+        cri::ContainerEventResponse {
+            container_id: format!("c{n}"),
+            created_at: n,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_loses_the_oldest_events_and_never_blocks_the_sender() {
+        let (tx, rx) = tokio::sync::broadcast::channel(4);
+        let mut slow = event_stream(rx);
+        let mut fast = event_stream(tx.subscribe());
+        for n in 0..10 {
+            // Never blocks, whoever reads or not.
+            tx.send(event(n)).unwrap();
+            assert_eq!(fast.next().await.unwrap().unwrap().created_at, n);
+        }
+        drop(tx);
+        let got: Vec<i64> = slow.map(|e| e.unwrap().created_at).collect().await;
+        assert_eq!(got, [6, 7, 8, 9], "the newest, in order");
+        assert!(
+            fast.next().await.is_none(),
+            "the stream ends with the runtime"
+        );
+    }
 }

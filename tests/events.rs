@@ -1,0 +1,225 @@
+//! `GetContainerEvents`: a full pod lifecycle produces, in order, the pod's CREATED and STARTED,
+//! the container's CREATED, STARTED, STOPPED and DELETED, then the pod's STOPPED and DELETED;
+//! every subscriber gets all of them; each event carries the pod's status and its containers'.
+//! Needs root.
+
+mod support;
+
+use std::time::Duration;
+
+use strata::cri::v1 as cri;
+use support::cri::{Env, Pod, labels};
+use tonic::codec::Streaming;
+
+use cri::ContainerEventType as Ev;
+
+async fn subscribe(env: &Env) -> Streaming<cri::ContainerEventResponse> {
+    env.daemon
+        .runtime()
+        .await
+        .get_container_events(cri::GetEventsRequest {})
+        .await
+        .expect("GetContainerEvents")
+        .into_inner()
+}
+
+/// Reads events until the DELETED event of `pod_id` itself; keeps those about that pod (other
+/// tests share the daemon).
+async fn events_of_pod(
+    stream: &mut Streaming<cri::ContainerEventResponse>,
+    pod_id: &str,
+) -> Vec<cri::ContainerEventResponse> {
+    let mut out = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no more events; got {out:#?}"))
+            .expect("event stream")
+            .expect("event stream ended");
+        let about_pod = event.container_id == pod_id
+            || event
+                .pod_sandbox_status
+                .as_ref()
+                .is_some_and(|s| s.id == pod_id);
+        if !about_pod {
+            continue;
+        }
+        let done = event.container_id == pod_id
+            && event.container_event_type == Ev::ContainerDeletedEvent as i32;
+        out.push(event);
+        if done {
+            return out;
+        }
+    }
+}
+
+fn container_state(event: &cri::ContainerEventResponse, id: &str) -> Option<i32> {
+    event
+        .containers_statuses
+        .iter()
+        .find(|s| s.id == id)
+        .map(|s| s.state)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_pod_lifecycle_in_order_to_every_subscriber() {
+    let env = Env::shared();
+    let image = env.busybox();
+    env.pull(&image).await;
+    let mut first = subscribe(&env).await;
+    let mut second = subscribe(&env).await;
+
+    let pod = Pod::start(
+        &env.daemon,
+        cri::PodSandboxConfig {
+            labels: labels(&[("suite", "events")]),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut c = pod.sh("c1", &image, "sleep 0.2; exit 3");
+    c.labels = labels(&[("role", "worker")]);
+    let id = pod.create(c).await.expect("create");
+    pod.start_container(&id).await.expect("start");
+    let exited = pod.wait_exited(&id, Duration::from_secs(30)).await;
+    assert_eq!(exited.exit_code, 3);
+    pod.remove(&id).await.expect("remove container");
+    let mut rt = env.daemon.runtime().await;
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.id.clone(),
+    })
+    .await
+    .expect("stop pod");
+    // Stopping again changes nothing and sends nothing.
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.id.clone(),
+    })
+    .await
+    .expect("stop pod again");
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.id.clone(),
+    })
+    .await
+    .expect("remove pod");
+
+    let events = events_of_pod(&mut first, &pod.id).await;
+    let kinds: Vec<(String, i32)> = events
+        .iter()
+        .map(|e| (e.container_id.clone(), e.container_event_type))
+        .collect();
+    let want: Vec<(String, i32)> = [
+        (&pod.id, Ev::ContainerCreatedEvent),
+        (&pod.id, Ev::ContainerStartedEvent),
+        (&id, Ev::ContainerCreatedEvent),
+        (&id, Ev::ContainerStartedEvent),
+        (&id, Ev::ContainerStoppedEvent),
+        (&id, Ev::ContainerDeletedEvent),
+        (&pod.id, Ev::ContainerStoppedEvent),
+        (&pod.id, Ev::ContainerDeletedEvent),
+    ]
+    .into_iter()
+    .map(|(id, kind)| (id.clone(), kind as i32))
+    .collect();
+    assert_eq!(kinds, want, "{events:#?}");
+
+    let second_events = events_of_pod(&mut second, &pod.id).await;
+    assert_eq!(
+        second_events, events,
+        "both subscribers get the same events"
+    );
+
+    // Timestamps in ns, in order.
+    assert!(events[0].created_at > 1_000_000_000_000_000_000);
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].created_at <= w[1].created_at)
+    );
+
+    // Every event has the pod's status (kubelet drops events without one).
+    for e in &events {
+        let s = e.pod_sandbox_status.as_ref().expect("pod status");
+        assert_eq!(s.id, pod.id);
+        assert_eq!(s.metadata, pod.config.metadata);
+        assert_eq!(s.labels.get("suite").map(String::as_str), Some("events"));
+    }
+    let ready = cri::PodSandboxState::SandboxReady as i32;
+    let not_ready = cri::PodSandboxState::SandboxNotready as i32;
+    let pod_states: Vec<i32> = events
+        .iter()
+        .map(|e| e.pod_sandbox_status.as_ref().unwrap().state)
+        .collect();
+    assert_eq!(
+        pod_states,
+        [
+            ready, ready, ready, ready, ready, ready, not_ready, not_ready
+        ]
+    );
+
+    // The containers' statuses as they were at each step.
+    assert!(events[0].containers_statuses.is_empty());
+    assert!(events[1].containers_statuses.is_empty());
+    assert_eq!(
+        container_state(&events[2], &id),
+        Some(cri::ContainerState::ContainerCreated as i32)
+    );
+    assert_eq!(
+        container_state(&events[3], &id),
+        Some(cri::ContainerState::ContainerRunning as i32)
+    );
+    let stopped = events[4]
+        .containers_statuses
+        .iter()
+        .find(|s| s.id == id)
+        .expect("container in its STOPPED event");
+    assert_eq!(stopped.state, cri::ContainerState::ContainerExited as i32);
+    assert_eq!((stopped.exit_code, stopped.reason.as_str()), (3, "Error"));
+    assert!(stopped.finished_at >= stopped.started_at && stopped.started_at > 0);
+    assert_eq!(
+        stopped.labels.get("role").map(String::as_str),
+        Some("worker")
+    );
+    assert_eq!(container_state(&events[5], &id), None, "deleted container");
+    assert!(events[6].containers_statuses.is_empty());
+    assert!(events[7].containers_statuses.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_a_pod_stops_its_running_containers_first() {
+    let env = Env::shared();
+    let image = env.busybox();
+    env.pull(&image).await;
+    let mut events = subscribe(&env).await;
+    let pod = Pod::start(&env.daemon, Default::default()).await;
+    let id = pod.launch(pod.sh("sleeper", &image, "sleep 1000")).await;
+    let mut rt = env.daemon.runtime().await;
+    rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+        pod_sandbox_id: pod.id.clone(),
+    })
+    .await
+    .expect("stop pod");
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.id.clone(),
+    })
+    .await
+    .expect("remove pod");
+    let got: Vec<(String, i32)> = events_of_pod(&mut events, &pod.id)
+        .await
+        .into_iter()
+        .map(|e| (e.container_id, e.container_event_type))
+        .collect();
+    let want: Vec<(String, i32)> = [
+        (&pod.id, Ev::ContainerCreatedEvent),
+        (&pod.id, Ev::ContainerStartedEvent),
+        (&id, Ev::ContainerCreatedEvent),
+        (&id, Ev::ContainerStartedEvent),
+        (&id, Ev::ContainerStoppedEvent),
+        (&pod.id, Ev::ContainerStoppedEvent),
+        (&id, Ev::ContainerDeletedEvent),
+        (&pod.id, Ev::ContainerDeletedEvent),
+    ]
+    .into_iter()
+    .map(|(id, kind)| (id.clone(), kind as i32))
+    .collect();
+    assert_eq!(got, want);
+}

@@ -53,7 +53,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_subscriber_loses_the_oldest_events_and_never_blocks_the_sender() {
         let (tx, rx) = tokio::sync::broadcast::channel(4);
-        let mut slow = event_stream(rx);
+        let slow = event_stream(rx);
         let mut fast = event_stream(tx.subscribe());
         for n in 0..10 {
             // Never blocks, whoever reads or not.

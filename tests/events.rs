@@ -223,3 +223,48 @@ async fn stopping_a_pod_stops_its_running_containers_first() {
     .collect();
     assert_eq!(got, want);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exit_after_a_daemon_restart_is_an_event() {
+    let mut env = Env::new("");
+    let image = env.busybox();
+    env.pull(&image).await;
+    let ctl = tempfile::tempdir().unwrap();
+    let pod = Pod::start(&env.daemon, Default::default()).await;
+    let mut c = pod.sh(
+        "waiter",
+        &image,
+        "while [ ! -e /ctl/go ]; do sleep 0.05; done; exit 7",
+    );
+    c.mounts = vec![cri::Mount {
+        container_path: "/ctl".into(),
+        host_path: ctl.path().to_string_lossy().into_owned(),
+        ..Default::default()
+    }];
+    let id = pod.launch(c).await;
+
+    env.daemon.restart();
+    let mut events = subscribe(&env).await;
+    std::fs::write(ctl.path().join("go"), "").unwrap();
+    let stopped = loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.message())
+            .await
+            .expect("no STOPPED event after the restart")
+            .expect("event stream")
+            .expect("event stream ended");
+        if event.container_id == id {
+            break event;
+        }
+    };
+    assert_eq!(
+        stopped.container_event_type,
+        Ev::ContainerStoppedEvent as i32
+    );
+    let status = stopped
+        .containers_statuses
+        .iter()
+        .find(|s| s.id == id)
+        .expect("the container's status");
+    assert_eq!((status.exit_code, status.reason.as_str()), (7, "Error"));
+    assert_eq!(stopped.pod_sandbox_status.as_ref().unwrap().id, pod.id);
+}

@@ -207,16 +207,29 @@ async fn pod_sandbox_status_has_every_field_kubelet_reads() {
     )
     .await;
     let id = pod.launch(pod.sh("inside", &image, "sleep 1000")).await;
-    let resp = pod
+    let status = || {
+        let mut rt = pod.rt.clone();
+        let pod_sandbox_id = pod.id[..12].to_owned();
+        async move {
+            rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id,
+                verbose: true,
+            })
+            .await
+            .expect("status")
+            .into_inner()
+        }
+    };
+    // A kubelet with the evented PLEG holds an event stream open; it then reads the
+    // containers' statuses from PodSandboxStatus.
+    let events = pod
         .rt
         .clone()
-        .pod_sandbox_status(cri::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.id[..12].to_owned(),
-            verbose: true,
-        })
+        .get_container_events(cri::GetEventsRequest {})
         .await
-        .expect("status")
+        .unwrap()
         .into_inner();
+    let resp = status().await;
     let s = resp.status.as_ref().unwrap();
     assert_eq!(s.id, pod.id);
     assert_eq!(s.metadata, pod.config.metadata);
@@ -252,6 +265,18 @@ async fn pod_sandbox_status_has_every_field_kubelet_reads() {
         resp.containers_statuses[0].state,
         cri::ContainerState::ContainerRunning as i32
     );
+    // Without one, kubelet asks each container's status itself.
+    drop(events);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = status().await;
+        if resp.timestamp == 0 {
+            assert!(resp.containers_statuses.is_empty());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still subscribed?");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let info: serde_json::Value = serde_json::from_str(&resp.info["info"]).unwrap();
     assert!(info["pid"].as_i64().unwrap() > 0, "{info}");
     assert_eq!(

@@ -32,10 +32,15 @@ impl Runtime {
         self.events.subscribe()
     }
 
+    /// Whether anyone listens to events (a kubelet with the evented PLEG does, all the time).
+    pub fn has_event_subscribers(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
     /// Sends the event of `id` (a container, or the pod itself) with the current statuses of
     /// pod `pod_id` and its containers.
     pub(super) fn emit(&self, kind: EventKind, id: &str, pod_id: &str) {
-        if self.events.receiver_count() == 0 {
+        if !self.has_event_subscribers() {
             return;
         }
         let (pod_status, containers) = match self.pod_status(pod_id, false) {
@@ -50,7 +55,7 @@ impl Runtime {
 
     /// The pod's status to send later with its DELETED event (`None` without subscribers).
     pub(super) fn pod_status_for_event(&self, pod_id: &str) -> Option<cri::PodSandboxStatus> {
-        if self.events.receiver_count() == 0 {
+        if !self.has_event_subscribers() {
             return None;
         }
         self.pod_status(pod_id, false).ok()?.status
@@ -64,7 +69,7 @@ impl Runtime {
         pod_id: &str,
         pod_status: Option<cri::PodSandboxStatus>,
     ) {
-        if self.events.receiver_count() == 0 {
+        if !self.has_event_subscribers() {
             return;
         }
         let containers = self.pod_container_statuses(pod_id);

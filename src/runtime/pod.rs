@@ -385,12 +385,19 @@ impl Runtime {
             info.insert("info".to_owned(), doc.to_string());
         }
         // kubelet's evented PLEG takes the containers' statuses from here when `timestamp` is
-        // set (CRI-O does the same with pod events on).
+        // set, and asks each container's status itself when not. Only evented-PLEG kubelets
+        // subscribe to events, so the statuses are only gathered for them (CRI-O likewise
+        // fills them only with its pod events on).
+        let (containers_statuses, timestamp) = if self.has_event_subscribers() {
+            (self.pod_container_statuses(&pod.id), now_nanos())
+        } else {
+            (Vec::new(), 0)
+        };
         Ok(cri::PodSandboxStatusResponse {
             status: Some(status),
             info,
-            containers_statuses: self.pod_container_statuses(&pod.id),
-            timestamp: now_nanos(),
+            containers_statuses,
+            timestamp,
         })
     }
 

@@ -338,11 +338,7 @@ impl Runtime {
                 gid: p.user().gid(),
                 additional_gids: p.user().additional_gids().clone().unwrap_or_default(),
             })
-            .unwrap_or(ProcessUser {
-                uid: 0,
-                gid: 0,
-                additional_gids: Vec::new(),
-            });
+            .unwrap_or_default();
         let resources = spec
             .linux()
             .as_ref()
@@ -570,7 +566,7 @@ impl Runtime {
             return Ok(());
         }
         let paths = self.paths(&record.id);
-        let exit = match status {
+        let mut exit = match status {
             Some(s) => ExitInfo {
                 exit_code: s.exit_code,
                 finished_at: s.exited_at,
@@ -603,7 +599,6 @@ impl Runtime {
         if let Ok(Err(e)) = killed {
             tracing::warn!(container = %id, error = %e, "killing what the init left");
         }
-        let mut exit = exit;
         if let Some(t) = super::termination::read(&record.container_config(), &paths.upper())
             && t.source == super::termination::Source::Container
             && !t.message.is_empty()

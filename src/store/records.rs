@@ -133,7 +133,7 @@ pub struct ContainerRecord {
 }
 
 /// uid, gid and supplemental groups of a container's process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessUser {
     pub uid: u32,
     pub gid: u32,

@@ -268,3 +268,27 @@ async fn an_exit_after_a_daemon_restart_is_an_event() {
     assert_eq!((status.exit_code, status.reason.as_str()), (7, "Error"));
     assert_eq!(stopped.pod_sandbox_status.as_ref().unwrap().id, pod.id);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_event_stream_does_not_hold_up_shutdown() {
+    let mut daemon = support::daemon::Daemon::start("");
+    let mut events = daemon
+        .runtime()
+        .await
+        .get_container_events(cri::GetEventsRequest {})
+        .await
+        .expect("GetContainerEvents")
+        .into_inner();
+    let started = std::time::Instant::now();
+    assert!(daemon.terminate(), "graceful exit\n{}", daemon.log());
+    // The server's grace period for open calls is 5 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), events.message())
+        .await
+        .expect("the stream ends");
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+}

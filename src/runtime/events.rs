@@ -12,7 +12,7 @@
 //! last status (containerd sends none, and kubelet then ignores the event); a container's
 //! DELETED event carries the pod's remaining containers.
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::Runtime;
 use crate::cri::v1 as cri;
@@ -22,19 +22,51 @@ pub const CAPACITY: usize = 1024;
 
 pub type EventKind = cri::ContainerEventType;
 
-pub fn channel() -> broadcast::Sender<cri::ContainerEventResponse> {
-    broadcast::channel(CAPACITY).0
+/// The event channel, and whether the daemon is shutting down (subscriptions then end, so an
+/// open event stream does not hold the daemon's graceful shutdown).
+pub struct Events {
+    tx: broadcast::Sender<cri::ContainerEventResponse>,
+    closing: watch::Sender<bool>,
+}
+
+impl Events {
+    pub fn new() -> Self {
+        Self {
+            tx: broadcast::channel(CAPACITY).0,
+            closing: watch::channel(false).0,
+        }
+    }
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One subscriber's view: the events, and the shutdown flag.
+pub struct Subscription {
+    pub events: broadcast::Receiver<cri::ContainerEventResponse>,
+    pub closing: watch::Receiver<bool>,
 }
 
 impl Runtime {
     /// A new subscriber to every event sent from now on.
-    pub fn subscribe_events(&self) -> broadcast::Receiver<cri::ContainerEventResponse> {
-        self.events.subscribe()
+    pub fn subscribe_events(&self) -> Subscription {
+        Subscription {
+            events: self.events.tx.subscribe(),
+            closing: self.events.closing.subscribe(),
+        }
+    }
+
+    /// Ends every subscription (at daemon shutdown).
+    pub fn close_events(&self) {
+        self.events.closing.send_replace(true);
     }
 
     /// Whether anyone listens to events (a kubelet with the evented PLEG does, all the time).
     pub fn has_event_subscribers(&self) -> bool {
-        self.events.receiver_count() > 0
+        self.events.tx.receiver_count() > 0
     }
 
     /// Sends the event of `id` (a container, or the pod itself) with the current statuses of
@@ -91,7 +123,7 @@ impl Runtime {
             containers_statuses,
         };
         // An error only means every subscriber left meanwhile.
-        let _ = self.events.send(event);
+        let _ = self.events.tx.send(event);
     }
 
     /// The statuses of every container of the pod (those that cannot be read are left out).

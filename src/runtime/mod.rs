@@ -46,7 +46,7 @@ pub struct Runtime {
     /// The configured OCI runtime handlers, by name (the default handler is not here).
     handlers: std::collections::BTreeMap<String, handlers::OciHandler>,
     /// Lifecycle events for `GetContainerEvents`.
-    events: tokio::sync::broadcast::Sender<cri::ContainerEventResponse>,
+    events: events::Events,
 }
 
 impl Runtime {
@@ -65,7 +65,7 @@ impl Runtime {
             host_allows_negative_oom_score_adj: has_cap_sys_resource(),
             transitions: tokio::sync::Mutex::new(()),
             handlers: handlers::probe(config),
-            events: events::channel(),
+            events: events::Events::new(),
         })
     }
 

@@ -292,3 +292,100 @@ async fn an_open_event_stream_does_not_hold_up_shutdown() {
         .expect("the stream ends");
     assert!(!matches!(end, Ok(Some(_))), "{end:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_changes_never_send_an_older_snapshot_after_a_newer_one() {
+    let env = Env::shared();
+    let image = env.busybox();
+    env.pull(&image).await;
+    let mut stream = subscribe(&env).await;
+    let pods =
+        futures::future::join_all((0..3).map(|_| Pod::start(&env.daemon, Default::default())))
+            .await;
+    let launches = pods.iter().flat_map(|pod| {
+        let image = image.clone();
+        (0..4).map(move |n| {
+            let config = pod.sh(&format!("c{n}"), &image, &format!("sleep 0.{n}"));
+            async move { (pod, pod.launch(config).await) }
+        })
+    });
+    let launched = futures::future::join_all(launches).await;
+    futures::future::join_all(
+        launched
+            .iter()
+            .map(|(pod, id)| pod.wait_exited(id, Duration::from_secs(30))),
+    )
+    .await;
+    futures::future::join_all(pods.iter().map(|pod| async {
+        let mut rt = env.daemon.runtime().await;
+        rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap();
+    }))
+    .await;
+
+    // Everything until the last of the pods is deleted.
+    let pod_ids: Vec<&String> = pods.iter().map(|p| &p.id).collect();
+    let mut pending = pod_ids.len();
+    let mut events = Vec::new();
+    while pending > 0 {
+        let event = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .expect("events")
+            .unwrap()
+            .unwrap();
+        let Some(pod_id) = event.pod_sandbox_status.as_ref().map(|s| s.id.clone()) else {
+            continue;
+        };
+        if !pod_ids.contains(&&pod_id) {
+            continue;
+        }
+        if event.container_id == pod_id
+            && event.container_event_type == Ev::ContainerDeletedEvent as i32
+        {
+            pending -= 1;
+        }
+        events.push(event);
+    }
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].created_at <= w[1].created_at)
+    );
+    let mut seen: std::collections::HashMap<String, (Vec<i32>, i32, bool)> = Default::default();
+    for e in &events {
+        for s in &e.containers_statuses {
+            let (_, last_state, deleted) = seen.entry(s.id.clone()).or_default();
+            assert!(!*deleted, "{} reappeared after its DELETED event", s.id);
+            assert!(s.state >= *last_state, "{}: state went back", s.id);
+            *last_state = s.state;
+        }
+        if e.container_id != e.pod_sandbox_status.as_ref().unwrap().id {
+            let entry = seen.entry(e.container_id.clone()).or_default();
+            entry.0.push(e.container_event_type);
+            if e.container_event_type == Ev::ContainerDeletedEvent as i32 {
+                entry.2 = true;
+            }
+        }
+    }
+    for (_, id) in &launched {
+        let kinds = &seen.get(id).expect("events of every container").0;
+        assert_eq!(
+            kinds,
+            &[
+                Ev::ContainerCreatedEvent as i32,
+                Ev::ContainerStartedEvent as i32,
+                Ev::ContainerStoppedEvent as i32,
+                Ev::ContainerDeletedEvent as i32
+            ],
+            "{id}"
+        );
+    }
+}

@@ -3,7 +3,9 @@
 //! Each state change sends one [`cri::ContainerEventResponse`] on a broadcast channel: every
 //! subscriber gets every event, in the order they were sent; a subscriber that falls behind
 //! by more than [`CAPACITY`] events loses the oldest ones (it is told how many, and logs it)
-//! rather than slowing the runtime down. With no subscriber no event is even built.
+//! rather than slowing the runtime down. With no subscriber no event is even built. Events are
+//! built and sent one at a time, so their timestamps increase in sending order and no event
+//! carries statuses older than the one before it.
 //!
 //! As containerd does, a pod's own events use the pod id as `container_id`: CREATED and
 //! STARTED on RunPodSandbox, STOPPED on StopPodSandbox, DELETED on RemovePodSandbox. Every event
@@ -11,6 +13,8 @@
 //! from it (it drops events without a pod status). The DELETED event of a pod carries the pod's
 //! last status (containerd sends none, and kubelet then ignores the event); a container's
 //! DELETED event carries the pod's remaining containers.
+
+use std::sync::Mutex;
 
 use tokio::sync::{broadcast, watch};
 
@@ -27,6 +31,10 @@ pub type EventKind = cri::ContainerEventType;
 pub struct Events {
     tx: broadcast::Sender<cri::ContainerEventResponse>,
     closing: watch::Sender<bool>,
+    /// Held from an event's timestamp to its sending: events go out in timestamp order, and
+    /// each carries statuses read after its timestamp. kubelet keeps a pod's status from the
+    /// event with the newest timestamp, so a snapshot must never be sent after a newer one.
+    order: Mutex<()>,
 }
 
 impl Events {
@@ -34,6 +42,7 @@ impl Events {
         Self {
             tx: broadcast::channel(CAPACITY).0,
             closing: watch::channel(false).0,
+            order: Mutex::new(()),
         }
     }
 }
@@ -75,6 +84,8 @@ impl Runtime {
         if !self.has_event_subscribers() {
             return;
         }
+        let _order = self.events.order.lock().unwrap_or_else(|p| p.into_inner());
+        let created_at = super::now_nanos();
         let (pod_status, containers) = match self.pod_status(pod_id, false) {
             Ok(resp) => (resp.status, resp.containers_statuses),
             Err(e) => {
@@ -82,7 +93,7 @@ impl Runtime {
                 (None, self.pod_container_statuses(pod_id))
             }
         };
-        self.send_event(kind, id, pod_status, containers);
+        self.send_event(kind, id, created_at, pod_status, containers);
     }
 
     /// The pod's status to send later with its DELETED event (`None` without subscribers).
@@ -104,21 +115,24 @@ impl Runtime {
         if !self.has_event_subscribers() {
             return;
         }
+        let _order = self.events.order.lock().unwrap_or_else(|p| p.into_inner());
+        let created_at = super::now_nanos();
         let containers = self.pod_container_statuses(pod_id);
-        self.send_event(kind, id, pod_status, containers);
+        self.send_event(kind, id, created_at, pod_status, containers);
     }
 
     fn send_event(
         &self,
         kind: EventKind,
         id: &str,
+        created_at: i64,
         pod_status: Option<cri::PodSandboxStatus>,
         containers_statuses: Vec<cri::ContainerStatus>,
     ) {
         let event = cri::ContainerEventResponse {
             container_id: id.to_owned(),
             container_event_type: kind as i32,
-            created_at: super::now_nanos(),
+            created_at,
             pod_sandbox_status: pod_status,
             containers_statuses,
         };

@@ -177,10 +177,9 @@ impl InitPlan {
             .into_iter()
             .flatten()
         {
-            let rel = key.replace('.', "/");
-            if rel.split('/').any(|c| c.is_empty() || c == "..") {
-                return Err(spec_err(format!("invalid sysctl name {key:?}")));
-            }
+            // Dotted names; a `/` inside a component is a `.` in the path (`eth0/100`).
+            let rel = crate::spec::sysctl::proc_sys_relative(key)
+                .ok_or_else(|| spec_err(format!("invalid sysctl name {key:?}")))?;
             sysctls.push((key.clone(), Path::new("/proc/sys").join(rel), value.clone()));
         }
         sysctls.sort();

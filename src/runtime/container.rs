@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use prost::Message;
 
+use super::events::EventKind;
 use super::{Runtime, labels_match, names, new_id, now_nanos};
 use crate::cgroups::Cgroup;
 use crate::cri::v1 as cri;
 use crate::error::{Classify, ErrorKind};
 use crate::monitor::client::{ExitStatus, MonitorClient};
-use crate::store::{ContainerRecord, ContainerState, ExitInfo, PodState, StoreError};
+use crate::store::{ContainerRecord, ContainerState, ExitInfo, PodState, ProcessUser, StoreError};
 
 /// How long a stop waits for the monitor to report the exit after SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -228,7 +229,7 @@ impl Runtime {
                 &cgroup_path,
             )
             .await;
-        let (pid, volume_layers) = match result {
+        let (pid, volume_layers, user) = match result {
             Ok(launched) => launched,
             Err(e) => {
                 self.discard(&paths, &cgroup_path);
@@ -249,8 +250,10 @@ impl Runtime {
             exit: None,
             log_path,
             cgroup_path,
+            user: Some(user),
         };
         self.store.write(|t| t.put_container(&record))?;
+        self.emit(EventKind::ContainerCreatedEvent, &id, &pod.id);
         tracing::info!(container = %id, pod = %pod.id, "container created");
         Ok(id)
     }
@@ -267,7 +270,7 @@ impl Runtime {
         paths: &Paths,
         log_path: &str,
         cgroup_path: &str,
-    ) -> Result<(i32, Vec<crate::image::digest::Digest>), ContainerError> {
+    ) -> Result<(i32, Vec<crate::image::digest::Digest>, ProcessUser), ContainerError> {
         let handler = self.handler_of(pod)?;
         if let Some(h) = handler
             && config.tty
@@ -327,6 +330,15 @@ impl Runtime {
                 tracing::warn!(container = %id, handler = %h.name, "{warning}");
             }
         }
+        let user = spec
+            .process()
+            .as_ref()
+            .map(|p| ProcessUser {
+                uid: p.user().uid(),
+                gid: p.user().gid(),
+                additional_gids: p.user().additional_gids().clone().unwrap_or_default(),
+            })
+            .unwrap_or_default();
         let resources = spec
             .linux()
             .as_ref()
@@ -369,7 +381,7 @@ impl Runtime {
             &config_path,
         )
         .await?;
-        Ok((created.pid, image_volumes.layers))
+        Ok((created.pid, image_volumes.layers, user))
     }
 
     /// The OCI runtime handler of the pod's containers; `None` for the built-in launcher.
@@ -510,6 +522,7 @@ impl Runtime {
                 r.exit = Some(exit);
                 t.put_container(&r)
             })?;
+            self.emit(EventKind::ContainerStoppedEvent, &record.id, &record.pod_id);
             return Err(e.into());
         }
         self.store.write(|t| {
@@ -518,6 +531,8 @@ impl Runtime {
             r.started_at = now_nanos();
             t.put_container(&r)
         })?;
+        // Under the transition lock, so the exit watcher's STOPPED cannot come first.
+        self.emit(EventKind::ContainerStartedEvent, &record.id, &record.pod_id);
         drop(guard);
         self.watch_exit(record.id.clone());
         tracing::info!(container = %record.id, "container started");
@@ -553,7 +568,8 @@ impl Runtime {
         if record.state == ContainerState::Exited {
             return Ok(());
         }
-        let exit = match status {
+        let paths = self.paths(&record.id);
+        let mut exit = match status {
             Some(s) => ExitInfo {
                 exit_code: s.exit_code,
                 finished_at: s.exited_at,
@@ -586,9 +602,20 @@ impl Runtime {
         if let Ok(Err(e)) = killed {
             tracing::warn!(container = %id, error = %e, "killing what the init left");
         }
+        if let Some(t) = super::termination::read(&record.container_config(), &paths.upper())
+            && t.source == super::termination::Source::Container
+            && !t.message.is_empty()
+        {
+            // As kubelet joins them for the termination messages it reads itself.
+            if !exit.message.is_empty() {
+                exit.message.push_str(": ");
+            }
+            exit.message.push_str(&t.message);
+        }
         record.state = ContainerState::Exited;
         record.exit = Some(exit);
         self.store.write(|t| t.put_container(&record))?;
+        self.emit(EventKind::ContainerStoppedEvent, &record.id, &record.pod_id);
         Ok(())
     }
 
@@ -745,6 +772,7 @@ impl Runtime {
         let paths = self.paths(&record.id);
         self.discard(&paths, &record.cgroup_path);
         self.store.write(|t| t.delete_container(&record.id))?;
+        self.emit(EventKind::ContainerDeletedEvent, &record.id, &record.pod_id);
         self.images.layer_cache().collect_garbage(&record.layers)?;
         tracing::info!(container = %record.id, "container removed");
         Ok(())
@@ -756,29 +784,34 @@ impl Runtime {
         verbose: bool,
     ) -> Result<cri::ContainerStatusResponse, ContainerError> {
         let record = self.container(id)?;
+        let info = if verbose {
+            self.container_info(&record)
+        } else {
+            HashMap::new()
+        };
+        Ok(cri::ContainerStatusResponse {
+            status: Some(self.status_of(&record)),
+            info,
+        })
+    }
+
+    /// Everything of `ContainerStatus` kubelet reads.
+    pub(super) fn status_of(&self, record: &ContainerRecord) -> cri::ContainerStatus {
         let config = record.container_config();
-        let exit = record.exit.clone();
-        let image_ref = self.image_ref(&record);
-        let status = cri::ContainerStatus {
+        let exit = record.exit.as_ref();
+        let (image, image_ref) = self.image_names(record, &config);
+        cri::ContainerStatus {
             id: record.id.clone(),
             metadata: config.metadata.clone(),
             state: cri_state(record.state) as i32,
             created_at: record.created_at,
             started_at: record.started_at,
-            finished_at: exit.as_ref().map(|e| e.finished_at).unwrap_or_default(),
-            exit_code: exit.as_ref().map(|e| e.exit_code).unwrap_or_default(),
-            image: Some(cri::ImageSpec {
-                image: record.image_ref.clone(),
-                annotations: config
-                    .image
-                    .as_ref()
-                    .map(|i| i.annotations.clone())
-                    .unwrap_or_default(),
-                ..Default::default()
-            }),
+            finished_at: exit.map(|e| e.finished_at).unwrap_or_default(),
+            exit_code: exit.map(|e| e.exit_code).unwrap_or_default(),
+            image: Some(image),
             image_ref,
-            reason: exit.as_ref().map(|e| e.reason.clone()).unwrap_or_default(),
-            message: exit.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+            reason: exit.map(|e| e.reason.clone()).unwrap_or_default(),
+            message: exit.map(|e| e.message.clone()).unwrap_or_default(),
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
             mounts: config.mounts.clone(),
@@ -790,36 +823,89 @@ impl Runtime {
                 })
             }),
             image_id: record.image_id.clone(),
-            user: None,
+            user: record.user.as_ref().map(|u| cri::ContainerUser {
+                linux: Some(cri::LinuxContainerUser {
+                    uid: u.uid.into(),
+                    gid: u.gid.into(),
+                    supplemental_groups: u.additional_gids.iter().map(|&g| g.into()).collect(),
+                }),
+            }),
             stop_signal: config.stop_signal,
-        };
-        let mut info = HashMap::new();
-        if verbose {
-            let paths = self.paths(&record.id);
-            let doc = serde_json::json!({
-                "pid": record.pid,
-                "sandboxID": record.pod_id,
-                "cgroupPath": record.cgroup_path,
-                "upperDir": paths.upper(),
-                "monitorSocket": paths.socket(),
-            });
-            info.insert("info".to_owned(), doc.to_string());
         }
-        Ok(cri::ContainerStatusResponse {
-            status: Some(status),
-            info,
-        })
     }
 
-    /// The image reference CRI reports: the image's repo digest when it has one (what kubelet
-    /// shows as `imageID`), else its id.
-    fn image_ref(&self, record: &ContainerRecord) -> String {
-        self.images
-            .find(&record.image_id)
+    /// The verbose `info` document, like containerd's: pid, sandbox, the CRI config, the OCI
+    /// runtime spec in force, and where the container's files are.
+    fn container_info(&self, record: &ContainerRecord) -> HashMap<String, String> {
+        let paths = self.paths(&record.id);
+        let runtime_spec = std::fs::read(paths.state.join("monitor.json"))
             .ok()
-            .flatten()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.pointer("/init/spec").cloned())
+            .unwrap_or_default();
+        let config = record.container_config();
+        let termination = super::termination::read(&config, &paths.upper());
+        let doc = serde_json::json!({
+            "pid": record.pid,
+            "sandboxID": record.pod_id,
+            "config": serde_json::to_value(&config).unwrap_or_default(),
+            "runtimeSpec": runtime_spec,
+            "cgroupPath": record.cgroup_path,
+            "upperDir": paths.upper(),
+            "monitorSocket": paths.socket(),
+            "terminationMessage": termination.map(|t| t.message),
+        });
+        HashMap::from([("info".to_owned(), doc.to_string())])
+    }
+
+    /// `ImageSpec` and `image_ref` as containerd reports them: the name the request used when
+    /// it is one of the image's references (else the image's first tag), with the request's
+    /// annotations and `user_specified_image`; the image's repo digest (what kubelet shows as
+    /// `imageID`), else its id.
+    fn image_names(
+        &self,
+        record: &ContainerRecord,
+        config: &cri::ContainerConfig,
+    ) -> (cri::ImageSpec, String) {
+        let image = self.images.find(&record.image_id).ok().flatten();
+        let mut spec = config.image.clone().unwrap_or_default();
+        spec.image = match &image {
+            Some(i)
+                if !i.repo_tags.contains(&record.image_ref)
+                    && !i.repo_digests.contains(&record.image_ref) =>
+            {
+                i.repo_tags
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| record.image_ref.clone())
+            }
+            _ => record.image_ref.clone(),
+        };
+        let image_ref = image
             .and_then(|i| i.repo_digests.first().cloned())
-            .unwrap_or_else(|| record.image_id.clone())
+            .unwrap_or_else(|| record.image_id.clone());
+        (spec, image_ref)
+    }
+
+    /// A container id from a full id or a unique prefix: `None` when nothing or several match
+    /// (as containerd's and CRI-O's id indexes resolve list filters).
+    pub(super) fn resolve_id<'a>(
+        ids: impl Iterator<Item = &'a str>,
+        wanted: &str,
+    ) -> Option<String> {
+        let mut found = None;
+        for id in ids {
+            if id == wanted {
+                return Some(id.to_owned());
+            }
+            if id.starts_with(wanted) {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(id.to_owned());
+            }
+        }
+        found
     }
 
     pub fn list_containers(
@@ -827,13 +913,30 @@ impl Runtime {
         filter: Option<cri::ContainerFilter>,
     ) -> Result<Vec<cri::Container>, ContainerError> {
         let filter = filter.unwrap_or_default();
-        let mut out = Vec::new();
-        for record in self.store.read()?.containers()? {
-            if !filter.id.is_empty() && !record.id.starts_with(&filter.id) {
-                continue;
+        let read = self.store.read()?;
+        let records = read.containers()?;
+        let id = if filter.id.is_empty() {
+            None
+        } else {
+            match Self::resolve_id(records.iter().map(|r| r.id.as_str()), &filter.id) {
+                Some(id) => Some(id),
+                None => return Ok(Vec::new()),
             }
-            if !filter.pod_sandbox_id.is_empty()
-                && !record.pod_id.starts_with(&filter.pod_sandbox_id)
+        };
+        let pod_id = if filter.pod_sandbox_id.is_empty() {
+            None
+        } else {
+            let pods = read.pods()?;
+            match Self::resolve_id(pods.iter().map(|p| p.id.as_str()), &filter.pod_sandbox_id) {
+                Some(id) => Some(id),
+                None => return Ok(Vec::new()),
+            }
+        };
+        drop(read);
+        let mut out = Vec::new();
+        for record in records {
+            if id.as_ref().is_some_and(|id| *id != record.id)
+                || pod_id.as_ref().is_some_and(|p| *p != record.pod_id)
             {
                 continue;
             }
@@ -847,19 +950,17 @@ impl Runtime {
             if !labels_match(&config.labels, &filter.label_selector) {
                 continue;
             }
+            let (image, image_ref) = self.image_names(&record, &config);
             out.push(cri::Container {
                 id: record.id.clone(),
                 pod_sandbox_id: record.pod_id.clone(),
                 metadata: config.metadata.clone(),
-                image: Some(cri::ImageSpec {
-                    image: record.image_ref.clone(),
-                    ..Default::default()
-                }),
-                image_ref: self.image_ref(&record),
+                image: Some(image),
+                image_ref,
                 state: state as i32,
                 created_at: record.created_at,
-                labels: config.labels.clone(),
-                annotations: config.annotations.clone(),
+                labels: config.labels,
+                annotations: config.annotations,
                 image_id: record.image_id.clone(),
             });
         }

@@ -4,12 +4,14 @@
 //! the daemon reconciles records with what still runs ([`Runtime::recover`]).
 
 mod container;
+pub mod events;
 pub mod exec;
 pub mod handlers;
 mod image_volumes;
 mod names;
 mod pod;
 pub mod pod_files;
+mod termination;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub struct Runtime {
     transitions: tokio::sync::Mutex<()>,
     /// The configured OCI runtime handlers, by name (the default handler is not here).
     handlers: std::collections::BTreeMap<String, handlers::OciHandler>,
+    /// Lifecycle events for `GetContainerEvents`.
+    events: events::Events,
 }
 
 impl Runtime {
@@ -74,6 +78,7 @@ impl Runtime {
             host_allows_negative_oom_score_adj: has_cap_sys_resource(),
             transitions: tokio::sync::Mutex::new(()),
             handlers: handlers::probe(config),
+            events: events::Events::new(),
         })
     }
 

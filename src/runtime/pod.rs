@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use prost::Message;
 
+use super::events::EventKind;
 use super::pod_files::{PodFiles, PodFilesError};
 use super::{Runtime, labels_match, names, new_id, now_nanos};
 use crate::cri::v1 as cri;
@@ -75,6 +76,23 @@ impl PodNamespaces {
     }
 }
 
+/// Refuses sysctls that are not namespaced or not in a namespace the pod owns, before anything
+/// of the pod exists (containers check them again when their spec is built).
+fn validate_sysctls(config: &cri::PodSandboxConfig) -> Result<(), PodError> {
+    let Some(linux) = config.linux.as_ref().filter(|l| !l.sysctls.is_empty()) else {
+        return Ok(());
+    };
+    let ns = PodNamespaces::of(config);
+    let own = crate::spec::sysctl::OwnNamespaces {
+        net: !ns.host_network,
+        ipc: !ns.host_ipc,
+        uts: !ns.host_network,
+    };
+    crate::spec::sysctl::validate(&linux.sysctls, own)
+        .map(drop)
+        .map_err(|e| PodError::InvalidArgument(e.to_string()))
+}
+
 /// The key that makes a pod name unique, as kubelet builds it.
 fn pod_name_key(meta: &cri::PodSandboxMetadata) -> String {
     format!(
@@ -108,6 +126,7 @@ impl Runtime {
                 known.join(", ")
             )));
         }
+        validate_sysctls(&config)?;
         let key = pod_name_key(&meta);
         let existing = || -> Result<Option<String>, PodError> {
             Ok(self
@@ -193,6 +212,9 @@ impl Runtime {
             return Err(e);
         }
         tracing::info!(pod = %id, "pod sandbox ready");
+        // A pod's events name the pod itself, as containerd's do.
+        self.emit(EventKind::ContainerCreatedEvent, &id, &id);
+        self.emit(EventKind::ContainerStartedEvent, &id, &id);
         Ok(id)
     }
 
@@ -262,6 +284,9 @@ impl Runtime {
             }
             Ok::<_, StoreError>(())
         })?;
+        if pod.state == PodState::Ready {
+            self.emit(EventKind::ContainerStoppedEvent, &pod.id, &pod.id);
+        }
         tracing::info!(pod = %pod.id, "pod sandbox stopped");
         Ok(())
     }
@@ -285,7 +310,14 @@ impl Runtime {
         {
             tracing::warn!(pod = %pod.id, error = %e, "deleting the pod's cgroup");
         }
+        let last_status = self.pod_status_for_event(&pod.id);
         self.store.write(|t| t.delete_pod(&pod.id))?;
+        self.emit_with(
+            EventKind::ContainerDeletedEvent,
+            &pod.id,
+            &pod.id,
+            last_status,
+        );
         tracing::info!(pod = %pod.id, "pod sandbox removed");
         Ok(())
     }
@@ -344,16 +376,28 @@ impl Runtime {
         if verbose {
             let doc = serde_json::json!({
                 "pid": pod.init_pid,
+                "config": serde_json::to_value(&config).unwrap_or_default(),
+                "runtimeHandler": pod.runtime_handler,
                 "netnsPath": pod.netns_path,
                 "cgroupParent": pod.cgroup_parent,
                 "podDir": self.pod_dir(&pod.id),
             });
             info.insert("info".to_owned(), doc.to_string());
         }
+        // kubelet's evented PLEG takes the containers' statuses from here when `timestamp` is
+        // set, and asks each container's status itself when not. Only evented-PLEG kubelets
+        // subscribe to events, so the statuses are only gathered for them (CRI-O likewise
+        // fills them only with its pod events on).
+        let (containers_statuses, timestamp) = if self.has_event_subscribers() {
+            (self.pod_container_statuses(&pod.id), now_nanos())
+        } else {
+            (Vec::new(), 0)
+        };
         Ok(cri::PodSandboxStatusResponse {
             status: Some(status),
             info,
-            ..Default::default()
+            containers_statuses,
+            timestamp,
         })
     }
 
@@ -362,12 +406,22 @@ impl Runtime {
         filter: Option<cri::PodSandboxFilter>,
     ) -> Result<Vec<cri::PodSandbox>, PodError> {
         let filter = filter.unwrap_or_default();
+        let pods = self.store.read()?.pods()?;
+        let id = if filter.id.is_empty() {
+            None
+        } else {
+            // A full id or a unique prefix; an ambiguous one matches nothing.
+            match Self::resolve_id(pods.iter().map(|p| p.id.as_str()), &filter.id) {
+                Some(id) => Some(id),
+                None => return Ok(Vec::new()),
+            }
+        };
         let mut out = Vec::new();
-        for pod in self.store.read()?.pods()? {
-            let config = pod.sandbox_config();
-            if !filter.id.is_empty() && !pod.id.starts_with(&filter.id) {
+        for pod in pods {
+            if id.as_ref().is_some_and(|id| *id != pod.id) {
                 continue;
             }
+            let config = pod.sandbox_config();
             let state = pod_state(&pod);
             if let Some(s) = &filter.state
                 && s.state != state as i32
@@ -401,6 +455,7 @@ impl Runtime {
                     p.init_pid = 0;
                     t.put_pod(&p)
                 })?;
+                self.emit(EventKind::ContainerStoppedEvent, &pod.id, &pod.id);
             }
         }
         Ok(())

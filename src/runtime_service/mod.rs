@@ -5,6 +5,7 @@
 mod container_status;
 mod create_container;
 mod exec_sync;
+mod get_container_events;
 mod list_containers;
 mod list_pod_sandbox;
 mod pod_sandbox_status;
@@ -175,6 +176,16 @@ impl RuntimeService for RuntimeServiceImpl {
         reopen_container_log::reopen_container_log(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn get_container_events(
+        &self,
+        request: Request<cri::GetEventsRequest>,
+    ) -> Result<Response<get_container_events::EventStream>, Status> {
+        Ok(Response::new(get_container_events::get_container_events(
+            &self.ctx,
+            request.into_inner(),
+        )))
     }
 
     async fn update_container_resources(

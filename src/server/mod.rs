@@ -132,8 +132,10 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     // After the signal, in-flight calls get a grace period; a client that keeps a connection
     // open and silent must not keep the daemon from exiting.
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let closing = ctx.clone();
     let shutdown = async move {
         shutdown.await;
+        closing.runtime.close_events();
         let _ = signalled_tx.send(());
     };
     let server = tonic::transport::Server::builder()

@@ -29,6 +29,7 @@ mod resources;
 mod seccomp;
 mod seccomp_default;
 mod security;
+pub mod sysctl;
 mod user;
 
 #[cfg(test)]
@@ -217,14 +218,16 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     let mut linux = Linux::default();
     linux.set_uid_mappings(ns.uid_mappings);
     linux.set_gid_mappings(ns.gid_mappings);
-    linux.set_sysctl(
-        input
-            .pod
-            .linux
-            .as_ref()
-            .map(|l| l.sysctls.clone())
-            .filter(|s| !s.is_empty()),
-    );
+    let no_sysctls = Default::default();
+    let sysctls = sysctl::validate(
+        input.pod.linux.as_ref().map_or(&no_sysctls, |l| &l.sysctls),
+        sysctl::OwnNamespaces {
+            net: input.pod_paths.net_ns.is_some(),
+            ipc: input.pod_paths.ipc_ns.is_some(),
+            uts: input.pod_paths.uts_ns.is_some(),
+        },
+    )?;
+    linux.set_sysctl((!sysctls.is_empty()).then(|| sysctls.into_iter().collect()));
     linux.set_resources(Some(resources::resources(
         input.resources(),
         input.swap_controller_available,

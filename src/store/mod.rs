@@ -13,6 +13,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use records::{
     ContainerRecord, ContainerState, ExitInfo, ImageRecord, LayerRecord, PodRecord, PodState,
+    ProcessUser,
 };
 
 use crate::error::{Classify, ErrorKind};

@@ -127,4 +127,15 @@ pub struct ContainerRecord {
     pub exit: Option<ExitInfo>,
     pub log_path: String,
     pub cgroup_path: String,
+    /// Who the container's process runs as (inside the container), for `ContainerStatus.user`.
+    #[serde(default)]
+    pub user: Option<ProcessUser>,
+}
+
+/// uid, gid and supplemental groups of a container's process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
 }

@@ -29,7 +29,7 @@
 //! commits it.
 
 mod apply;
-mod sys;
+pub(crate) mod sys;
 #[cfg(test)]
 mod tests;
 

@@ -14,6 +14,7 @@
 //! - [`cgroups`]: cgroupfs management (v1, hybrid, v2).
 //! - [`monitor`]: the per-container monitor process (`strata monitor`) and its daemon-side client.
 //! - [`podinit`]: the process holding a pod's namespaces (`strata pod-init`).
+//! - [`stats`]: container and pod resource usage for the CRI stats and metrics calls.
 
 pub mod cgroups;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod runtime;
 pub mod runtime_service;
 pub mod server;
 pub mod spec;
+pub mod stats;
 pub mod store;
 
 /// The name and version reported by `Version` and `strata version`.

@@ -132,13 +132,9 @@ async fn memory_cpu_layer_and_pod_aggregate() {
         .clone()
         .exec_sync(cri::ExecSyncRequest {
             container_id: idle.clone(),
-            cmd: [
-                "sh",
-                "-c",
-                "dd if=/dev/urandom of=/big bs=1M count=8 2>&1",
-            ]
-            .map(String::from)
-            .to_vec(),
+            cmd: ["sh", "-c", "dd if=/dev/urandom of=/big bs=1M count=8 2>&1"]
+                .map(String::from)
+                .to_vec(),
             timeout: 30,
         })
         .await
@@ -502,7 +498,7 @@ async fn list_filters_and_errors() {
             ..Default::default()
         })
         .await,
-        [a1.clone()]
+        vec![a1.clone()]
     );
     assert_eq!(
         list(cri::ContainerStatsFilter {
@@ -519,7 +515,7 @@ async fn list_filters_and_errors() {
             ..Default::default()
         })
         .await,
-        [a2.clone()]
+        vec![a2.clone()]
     );
     assert!(
         list(cri::ContainerStatsFilter {
@@ -563,7 +559,7 @@ async fn list_filters_and_errors() {
             ..Default::default()
         })
         .await,
-        [pod_b.id.clone()]
+        vec![pod_b.id.clone()]
     );
     assert_eq!(
         list_pods(cri::PodSandboxStatsFilter {
@@ -571,7 +567,7 @@ async fn list_filters_and_errors() {
             ..Default::default()
         })
         .await,
-        [pod_a.id.clone()]
+        vec![pod_a.id.clone()]
     );
     // The listed pod carries its running containers.
     let stats = rt
@@ -628,7 +624,7 @@ async fn list_filters_and_errors() {
             ..Default::default()
         })
         .await,
-        [pod_a.id.clone()]
+        vec![pod_a.id.clone()]
     );
 }
 

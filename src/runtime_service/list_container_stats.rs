@@ -37,18 +37,16 @@ pub async fn list_container_stats(
     let filter = req.filter.unwrap_or_default();
     let read = ctx.store.read().map_err(status)?;
     let all = read.containers().map_err(status)?;
-    let pods: Vec<String> = read
-        .pods()
-        .map_err(status)?
-        .into_iter()
-        .map(|p| p.id)
-        .collect();
+    let pods = read.pods().map_err(status)?;
     drop(read);
-    let ids: Vec<String> = all.iter().map(|c| c.id.clone()).collect();
-    let chosen: Vec<ContainerRecord> = all.into_iter().filter(|c| selected(c, &filter)).collect();
+    let chosen: Vec<ContainerRecord> = all
+        .iter()
+        .filter(|c| selected(c, &filter))
+        .cloned()
+        .collect();
     let (ctx, stats) = (ctx.clone(), stats.clone());
     let out = blocking(move || {
-        stats.forget_others(&ctx.runtime, &ids, &pods);
+        stats.forget_others(&ctx.runtime, &all, &pods);
         Ok(chosen
             .into_iter()
             .filter_map(|c| {

@@ -25,21 +25,23 @@ pub(super) async fn sample_ready_pods(
     stats: &Arc<Collector>,
     keep: impl Fn(&PodRecord) -> bool,
 ) -> Result<Vec<PodSample>, Status> {
-    let pods: Vec<PodRecord> = ctx
-        .store
-        .read()
-        .and_then(|r| r.pods())
-        .map_err(status)?
-        .into_iter()
+    let read = ctx.store.read().map_err(status)?;
+    let all_pods = read.pods().map_err(status)?;
+    let containers = read.containers().map_err(status)?;
+    drop(read);
+    let pods: Vec<PodRecord> = all_pods
+        .iter()
         .filter(|p| p.state == PodState::Ready && keep(p))
+        .cloned()
         .collect();
     let (ctx, stats) = (ctx.clone(), stats.clone());
     super::list_container_stats::blocking(move || {
+        stats.forget_others(&ctx.runtime, &containers, &all_pods);
         Ok(pods
             .into_iter()
             .filter_map(|p| {
                 let id = p.id.clone();
-                super::pod_sandbox_stats::sample_pod(&ctx, &stats, p)
+                super::pod_sandbox_stats::sample_pod(&ctx, &stats, p, &containers)
                     .inspect_err(|e| tracing::warn!(pod = %id, error = %e, "pod stats"))
                     .ok()
             })

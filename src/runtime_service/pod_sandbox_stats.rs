@@ -10,21 +10,19 @@ use crate::runtime::PodError;
 use crate::server::Context;
 use crate::server::status::status;
 use crate::stats::{Collector, to_cri};
-use crate::store::{ContainerState, PodRecord, PodState};
+use crate::store::{ContainerRecord, ContainerState, PodRecord, PodState};
 
-/// Samples `pod` with its running containers.
+/// Samples `pod` with its running containers (out of `all`).
 pub(super) fn sample_pod(
     ctx: &Context,
     stats: &Collector,
     pod: PodRecord,
+    all: &[ContainerRecord],
 ) -> Result<crate::stats::PodSample, Status> {
-    let containers = ctx
-        .store
-        .read()
-        .and_then(|r| r.containers())
-        .map_err(status)?
-        .into_iter()
+    let containers = all
+        .iter()
         .filter(|c| c.pod_id == pod.id && c.state == ContainerState::Running)
+        .cloned()
         .collect();
     stats.pod(&ctx.runtime, pod, containers).map_err(status)
 }
@@ -40,9 +38,14 @@ pub async fn pod_sandbox_stats(
         // Its namespaces and cgroup are gone (containerd refuses too).
         return Err(status(PodError::NotReady { id: pod.id }));
     }
+    let all = ctx
+        .store
+        .read()
+        .and_then(|r| r.containers())
+        .map_err(status)?;
     let (ctx, stats) = (ctx.clone(), stats.clone());
     let sample =
-        super::list_container_stats::blocking(move || sample_pod(&ctx, &stats, pod)).await?;
+        super::list_container_stats::blocking(move || sample_pod(&ctx, &stats, pod, &all)).await?;
     Ok(cri::PodSandboxStatsResponse {
         stats: Some(to_cri::pod_stats(&sample)),
     })

@@ -98,6 +98,9 @@ struct CpuMark {
 pub struct Collector {
     cpu: Mutex<HashMap<String, CpuMark>>,
     layers: fs_usage::Cache,
+    /// Where each cgroup's controller files are, by cgroup path: finding them (mount table,
+    /// probing files) costs as much as reading the counters.
+    dirs: Mutex<HashMap<String, cgroup::Dirs>>,
     proc_root: PathBuf,
 }
 
@@ -106,25 +109,49 @@ impl Default for Collector {
         Collector {
             cpu: Mutex::new(HashMap::new()),
             layers: fs_usage::Cache::default(),
+            dirs: Mutex::new(HashMap::new()),
             proc_root: PathBuf::from("/proc"),
         }
     }
 }
 
-/// Reads a cgroup (relative path) in every hierarchy of this host.
-pub fn read_cgroup(path: &str) -> Result<cgroup::CgroupStats, StatsError> {
+/// Finds a cgroup's directories (relative path) in every hierarchy of this host.
+pub fn find_cgroup(path: &str) -> Result<cgroup::Dirs, StatsError> {
     let cg = Cgroup::open(path)?;
     let layout = cg.layout();
-    let dirs = cgroup::Dirs::classify(cg.dirs(), layout == CgroupLayout::V2, {
-        match layout {
-            CgroupLayout::Hybrid => layout.unified_mount(),
-            _ => None,
-        }
-    });
-    cgroup::read(&dirs)
+    let unified = match layout {
+        CgroupLayout::Hybrid => layout.unified_mount(),
+        _ => None,
+    };
+    Ok(cgroup::Dirs::classify(
+        cg.dirs(),
+        layout == CgroupLayout::V2,
+        unified,
+    ))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Collector {
+    /// Reads a cgroup (relative path), finding its directories once.
+    fn read_cgroup(&self, path: &str) -> Result<cgroup::CgroupStats, StatsError> {
+        let known = lock(&self.dirs).get(path).cloned();
+        let dirs = match known {
+            Some(d) => d,
+            None => {
+                let d = find_cgroup(path)?;
+                // Only once the cgroup exists (a pod's is made with its first container).
+                if d.v2.as_ref().is_some_and(|v| v.exists()) || d.memory.is_some() {
+                    lock(&self.dirs).insert(path.to_owned(), d.clone());
+                }
+                d
+            }
+        };
+        cgroup::read(&dirs)
+    }
+
     /// Samples one container. Only a created or running container has a cgroup to read; the
     /// others get attributes and their writable layer.
     pub fn container(
@@ -138,7 +165,7 @@ impl Collector {
         );
         let at = now_nanos();
         let cgroup = if live {
-            read_cgroup(&record.cgroup_path)?
+            self.read_cgroup(&record.cgroup_path)?
         } else {
             Default::default()
         };
@@ -166,7 +193,7 @@ impl Collector {
         containers: Vec<ContainerRecord>,
     ) -> Result<PodSample, StatsError> {
         let at = now_nanos();
-        let cgroup = read_cgroup(&runtime.pod_cgroup_parent(&record))?;
+        let cgroup = self.read_cgroup(&runtime.pod_cgroup_parent(&record))?;
         let nano_cores = cgroup
             .cpu
             .as_ref()
@@ -204,7 +231,7 @@ impl Collector {
 
     /// CPU cores used since the previous sample of `key`, in nano-cores; None for the first.
     fn nano_cores(&self, key: &str, usage_ns: u64, at: i64) -> Option<u64> {
-        let mut marks = self.cpu.lock().unwrap_or_else(|p| p.into_inner());
+        let mut marks = lock(&self.cpu);
         let Some(prev) = marks.get(key).copied() else {
             marks.insert(
                 key.to_owned(),
@@ -238,21 +265,29 @@ impl Collector {
     }
 
     /// Drops what is kept for containers and pods that no longer exist.
-    pub fn forget_others(&self, runtime: &Runtime, containers: &[String], pods: &[String]) {
+    pub fn forget_others(
+        &self,
+        runtime: &Runtime,
+        containers: &[ContainerRecord],
+        pods: &[PodRecord],
+    ) {
         let keys: HashSet<String> = containers
             .iter()
-            .map(|c| format!("c/{c}"))
-            .chain(pods.iter().map(|p| format!("p/{p}")))
+            .map(|c| format!("c/{}", c.id))
+            .chain(pods.iter().map(|p| format!("p/{}", p.id)))
             .collect();
-        self.cpu
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| keys.contains(k));
+        lock(&self.cpu).retain(|k, _| keys.contains(k));
         let uppers: HashSet<PathBuf> = containers
             .iter()
-            .map(|c| runtime.container_upper_dir(c))
+            .map(|c| runtime.container_upper_dir(&c.id))
             .collect();
         self.layers.retain(&uppers);
+        let paths: HashSet<String> = containers
+            .iter()
+            .map(|c| c.cgroup_path.clone())
+            .chain(pods.iter().map(|p| runtime.pod_cgroup_parent(p)))
+            .collect();
+        lock(&self.dirs).retain(|k, _| paths.contains(k));
     }
 }
 

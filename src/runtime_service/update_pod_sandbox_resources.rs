@@ -1,8 +1,8 @@
 //! `UpdatePodSandboxResources`: kubelet tells the runtime the pod-level resources after it
 //! resized the pod (in-place pod resize). The pod's cgroup gets the limits the pod may use in
 //! total, `resources` (the sum of its containers') plus `overhead`, as kubelet itself sizes pod
-//! cgroups; both are kept in the pod's config. Without `resources` nothing is applied: an
-//! overhead alone is no limit.
+//! cgroups (swap untouched); both are kept in the pod's config. Without `resources` nothing is
+//! applied: an overhead alone is no limit.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use prost::Message;
 use tonic::Status;
 
 use super::record_id;
-use crate::cgroups::{Cgroup, CgroupLayout};
+use crate::cgroups::Cgroup;
 use crate::cri::v1 as cri;
 use crate::runtime::PodError;
 use crate::server::Context;
@@ -113,8 +113,9 @@ pub async fn update_pod_sandbox_resources(
     }
     if let Some(r) = &req.resources {
         let limits = pod_limits(r, req.overhead.as_ref());
-        let layout = CgroupLayout::detect();
-        let oci = crate::spec::linux_resources(&limits, layout.swap_available()).map_err(status)?;
+        // Swap is left alone: kubelet does not limit it at the pod level (its swap behaviour
+        // is set per container).
+        let oci = crate::spec::linux_resources(&limits, false).map_err(status)?;
         let path = ctx.runtime.pod_cgroup_parent(&pod);
         tokio::task::spawn_blocking(move || {
             let cg = Cgroup::open(&path)?;

@@ -556,6 +556,46 @@ mod tests {
         assert!(s.io_psi.is_none());
     }
 
+    /// The hybrid layout: counters from the v1 controllers, PSI and the process list from the
+    /// v2 directory.
+    #[test]
+    fn hybrid_tree() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let mem = r.join("memory/p/c");
+        let unified = r.join("unified/p/c");
+        write(
+            &mem,
+            &[
+                ("memory.usage_in_bytes", "4096\n"),
+                ("memory.stat", "total_inactive_file 96\n"),
+            ],
+        );
+        write(
+            &unified,
+            &[
+                ("cgroup.procs", "5\n6\n7\n"),
+                (
+                    "io.pressure",
+                    "some avg10=0.00 avg60=0.00 avg300=0.00 total=3000000\n\
+                     full avg10=0.00 avg60=0.00 avg300=0.00 total=1000000\n",
+                ),
+            ],
+        );
+        let d = Dirs::classify(
+            &[mem.clone(), unified.clone()],
+            false,
+            Some(&r.join("unified")),
+        );
+        assert_eq!(d.unified.as_deref(), Some(unified.as_path()));
+        assert_eq!(d.procs_dir(), Some(unified.as_path()));
+        let s = read(&d).unwrap();
+        assert_eq!(s.memory.unwrap().working_set, 4000);
+        assert_eq!(s.processes, Some(3));
+        assert_eq!(s.io_psi.unwrap().full.total_us, 1_000_000);
+        assert!(s.cpu.is_none() && s.cpu_psi.is_none());
+    }
+
     #[test]
     fn removed_cgroup_reads_as_empty() {
         let root = tempfile::tempdir().unwrap();

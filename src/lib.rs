@@ -11,6 +11,7 @@
 //!   seccomp) and the `strata exec` helper.
 //! - [`image_service`] / [`runtime_service`]: the CRI services, one file per verb.
 //! - [`spec`]: CRI container config -> OCI runtime spec.
+//! - [`stats`]: container and pod resource usage for the CRI stats and metrics calls.
 //! - [`cgroups`]: cgroupfs management (v1, hybrid, v2).
 //! - [`monitor`]: the per-container monitor process (`strata-monitor`) and its daemon-side client.
 //! - [`podinit`]: the process holding a pod's namespaces (`strata pod-init`).
@@ -28,6 +29,7 @@ pub mod runtime;
 pub mod runtime_service;
 pub mod server;
 pub mod spec;
+pub mod stats;
 pub mod store;
 
 /// The name and version reported by `Version` and `strata version`.

@@ -98,7 +98,17 @@ impl Runtime {
     }
 
     fn container_data_dir(&self, id: &str) -> PathBuf {
-        self.root_dir.join("containers").join(id)
+        self.containers_dir().join(id)
+    }
+
+    /// Where containers' writable layers live (the container filesystem of `ImageFsInfo`).
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root_dir.join("containers")
+    }
+
+    /// A container's writable layer (its overlay upperdir).
+    pub fn container_upper_dir(&self, id: &str) -> PathBuf {
+        self.container_data_dir(id).join("upper")
     }
 }
 

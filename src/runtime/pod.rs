@@ -248,7 +248,7 @@ impl Runtime {
 
     /// The cgroup under which the pod's containers live: kubelet's `cgroup_parent`, or a
     /// per-pod cgroup under the configured default (which the pod's removal deletes).
-    pub(super) fn pod_cgroup_parent(&self, pod: &PodRecord) -> String {
+    pub fn pod_cgroup_parent(&self, pod: &PodRecord) -> String {
         if pod.cgroup_parent.is_empty() {
             format!(
                 "{}/{}",

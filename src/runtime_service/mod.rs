@@ -2,12 +2,18 @@
 //! UNIMPLEMENTED through tonic's generated default stubs: an honest answer kubelet and crictl
 //! understand, never a fake success.
 
+mod container_stats;
 mod container_status;
 mod create_container;
 mod exec_sync;
 mod get_container_events;
+mod list_container_stats;
 mod list_containers;
+mod list_metric_descriptors;
 mod list_pod_sandbox;
+mod list_pod_sandbox_metrics;
+mod list_pod_sandbox_stats;
+mod pod_sandbox_stats;
 mod pod_sandbox_status;
 mod remove_container;
 mod remove_pod_sandbox;
@@ -19,6 +25,7 @@ mod status;
 mod stop_container;
 mod stop_pod_sandbox;
 mod update_container_resources;
+mod update_pod_sandbox_resources;
 mod version;
 
 use std::sync::Arc;
@@ -36,11 +43,16 @@ fn record_id(id: &str) {
 
 pub struct RuntimeServiceImpl {
     ctx: Arc<Context>,
+    /// Previous CPU samples and recent writable-layer walks of the stats calls.
+    stats: Arc<crate::stats::Collector>,
 }
 
 impl RuntimeServiceImpl {
     pub fn new(ctx: Arc<Context>) -> Self {
-        Self { ctx }
+        Self {
+            ctx,
+            stats: Default::default(),
+        }
     }
 }
 
@@ -193,6 +205,72 @@ impl RuntimeService for RuntimeServiceImpl {
         request: Request<cri::UpdateContainerResourcesRequest>,
     ) -> Result<Response<cri::UpdateContainerResourcesResponse>, Status> {
         update_container_resources::update_container_resources(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+    async fn container_stats(
+        &self,
+        request: Request<cri::ContainerStatsRequest>,
+    ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+        container_stats::container_stats(&self.ctx, &self.stats, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_container_stats(
+        &self,
+        request: Request<cri::ListContainerStatsRequest>,
+    ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+        list_container_stats::list_container_stats(&self.ctx, &self.stats, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        request: Request<cri::PodSandboxStatsRequest>,
+    ) -> Result<Response<cri::PodSandboxStatsResponse>, Status> {
+        pod_sandbox_stats::pod_sandbox_stats(&self.ctx, &self.stats, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        request: Request<cri::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxStatsResponse>, Status> {
+        list_pod_sandbox_stats::list_pod_sandbox_stats(&self.ctx, &self.stats, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        request: Request<cri::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<cri::ListMetricDescriptorsResponse>, Status> {
+        Ok(Response::new(
+            list_metric_descriptors::list_metric_descriptors(request.into_inner()),
+        ))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        request: Request<cri::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<cri::ListPodSandboxMetricsResponse>, Status> {
+        list_pod_sandbox_metrics::list_pod_sandbox_metrics(
+            &self.ctx,
+            &self.stats,
+            request.into_inner(),
+        )
+        .await
+        .map(Response::new)
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        request: Request<cri::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<cri::UpdatePodSandboxResourcesResponse>, Status> {
+        update_pod_sandbox_resources::update_pod_sandbox_resources(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }

@@ -43,6 +43,8 @@ pub struct Runtime {
     transitions: tokio::sync::Mutex<()>,
     /// The configured OCI runtime handlers, by name (the default handler is not here).
     handlers: std::collections::BTreeMap<String, handlers::OciHandler>,
+    /// Pod networking (CNI).
+    network: crate::network::Network,
 }
 
 impl Runtime {
@@ -61,12 +63,17 @@ impl Runtime {
             host_allows_negative_oom_score_adj: has_cap_sys_resource(),
             transitions: tokio::sync::Mutex::new(()),
             handlers: handlers::probe(config),
+            network: crate::network::Network::new(config),
         })
     }
 
     /// The configured OCI runtime handlers (the default, built-in one is not listed).
     pub fn oci_handlers(&self) -> impl Iterator<Item = &handlers::OciHandler> {
         self.handlers.values()
+    }
+
+    pub fn network(&self) -> &crate::network::Network {
+        &self.network
     }
 
     fn pod_dir(&self, id: &str) -> PathBuf {

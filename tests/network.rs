@@ -681,3 +681,36 @@ async fn remove_succeeds_when_cni_del_fails() {
         tail(&log)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_after_a_restart_reports_a_broken_pod_network() {
+    let net = TestNet::new(7, false);
+    let mut env = Env::new(&net.toml());
+    let healthy = Pod::start(&env.daemon, pod_config("healthy")).await;
+    let broken = Pod::start(&env.daemon, pod_config("broken")).await;
+    // Behind the runtime's back: the pod loses its interface.
+    let pin = env
+        .daemon
+        .dir()
+        .join("state/pods")
+        .join(&broken.id)
+        .join("netns");
+    let status = Command::new("nsenter")
+        .arg(format!("--net={}", pin.display()))
+        .args(["ip", "link", "del", "eth0"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env.daemon.restart();
+    let reported = |log: &str, id: &str| {
+        log.lines()
+            .any(|l| l.contains("CNI CHECK failed") && l.contains(id))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !reported(&env.daemon.log(), &broken.id) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = env.daemon.log();
+    assert!(reported(&log, &broken.id), "{}", tail(&log));
+    assert!(!reported(&log, &healthy.id), "{}", tail(&log));
+}

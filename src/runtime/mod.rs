@@ -144,6 +144,7 @@ impl Runtime {
     pub async fn recover(self: &Arc<Self>) -> Result<(), RecoverError> {
         self.recover_pods()?;
         self.recover_containers().await?;
+        self.check_pod_networks();
         Ok(())
     }
 }

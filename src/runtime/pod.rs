@@ -479,6 +479,34 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// After a daemon restart: CNI CHECK of every ready pod's network, in the background (a
+    /// node with many pods must not wait for it to serve). A pod whose network is no longer
+    /// as ADD left it is logged for the operator; kubelet's own probes decide what to do.
+    pub(super) fn check_pod_networks(self: &std::sync::Arc<Self>) {
+        let runtime = self.clone();
+        tokio::spawn(async move {
+            let pods = match runtime.store.read().and_then(|r| r.pods()) {
+                Ok(pods) => pods,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing pods for CNI CHECK");
+                    return;
+                }
+            };
+            for pod in pods {
+                if pod.state != PodState::Ready {
+                    continue;
+                }
+                if let Some(attachment) = &pod.network
+                    && let Err(e) = runtime.network.check(attachment).await
+                {
+                    tracing::warn!(pod = %pod.id, error = %e, "CNI CHECK failed: the pod's network is not as it was set up");
+                }
+            }
+        });
+    }
+}
+
 fn pod_state(pod: &PodRecord) -> cri::PodSandboxState {
     match pod.state {
         PodState::Ready => cri::PodSandboxState::SandboxReady,

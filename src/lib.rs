@@ -24,6 +24,7 @@ pub mod image;
 pub mod image_service;
 pub mod launcher;
 pub mod monitor;
+pub mod network;
 pub mod podinit;
 pub mod runtime;
 pub mod runtime_service;

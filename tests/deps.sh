@@ -9,6 +9,7 @@ packages=(
 	apache2-utils     # htpasswd for the authenticated-registry tests
 	busybox           # fixture images are built from Debian's dynamic busybox
 	runc              # the external OCI runtime handler's tests (containers_oci_runtime.rs)
+	containernetworking-plugins iptables # pod networking (/usr/lib/cni: bridge, host-local, portmap, loopback)
 	zstd tar gzip util-linux iproute2 e2fsprogs
 )
 missing=()

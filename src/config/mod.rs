@@ -35,6 +35,27 @@ pub struct Config {
     pub images: ImagesConfig,
     pub registry: RegistryConfig,
     pub runtime: RuntimeConfig,
+    pub network: NetworkConfig,
+}
+
+/// `[network]`: pod networking through CNI plugins, configured as for kubelet with containerd.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Where CNI network configs are looked up (the first `*.conflist`, `*.conf` or `*.json`
+    /// in lexical order that is valid wins).
+    pub cni_conf_dir: PathBuf,
+    /// Where CNI plugin binaries are looked up, in order (`CNI_PATH`).
+    pub cni_bin_dirs: Vec<PathBuf>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
+            cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -129,6 +150,7 @@ impl Default for Config {
             images: ImagesConfig::default(),
             registry: RegistryConfig::default(),
             runtime: RuntimeConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -246,6 +268,17 @@ impl Config {
                 return Err(invalid(&key("runtime_root"), "must be an absolute path"));
             }
         }
+        if !self.network.cni_conf_dir.is_absolute() {
+            return Err(invalid("network.cni_conf_dir", "must be an absolute path"));
+        }
+        if self.network.cni_bin_dirs.is_empty()
+            || self.network.cni_bin_dirs.iter().any(|d| !d.is_absolute())
+        {
+            return Err(invalid(
+                "network.cni_bin_dirs",
+                "must list at least one directory, each an absolute path",
+            ));
+        }
         if self.images.max_concurrent_downloads == 0 {
             return Err(invalid(
                 "images.max_concurrent_downloads",
@@ -354,6 +387,29 @@ mod tests {
         }
         let err = Config::parse("[runtime.handlers.runc]\nruntime_root = \"/r\"\n").unwrap_err();
         assert!(err.to_string().contains("runtime_path"), "{err}");
+    }
+
+    #[test]
+    fn network_section_parses_and_validates() {
+        let cfg =
+            Config::parse("[network]\ncni_conf_dir = \"/x/net.d\"\ncni_bin_dirs = [\"/x/bin\"]\n")
+                .unwrap();
+        assert_eq!(cfg.network.cni_conf_dir, Path::new("/x/net.d"));
+        assert_eq!(cfg.network.cni_bin_dirs, vec![PathBuf::from("/x/bin")]);
+        for (toml, key) in [
+            (
+                "[network]\ncni_conf_dir = \"rel\"\n",
+                "network.cni_conf_dir",
+            ),
+            ("[network]\ncni_bin_dirs = []\n", "network.cni_bin_dirs"),
+            (
+                "[network]\ncni_bin_dirs = [\"rel\"]\n",
+                "network.cni_bin_dirs",
+            ),
+        ] {
+            let err = Config::parse(toml).unwrap_err();
+            assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+        }
     }
 
     #[test]

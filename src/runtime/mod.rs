@@ -49,6 +49,8 @@ pub struct Runtime {
     handlers: std::collections::BTreeMap<String, handlers::OciHandler>,
     /// Lifecycle events for `GetContainerEvents`.
     events: events::Events,
+    /// Pod networking (CNI).
+    network: crate::network::Network,
 }
 
 impl Runtime {
@@ -79,12 +81,17 @@ impl Runtime {
             transitions: tokio::sync::Mutex::new(()),
             handlers: handlers::probe(config),
             events: events::Events::new(),
+            network: crate::network::Network::new(config),
         })
     }
 
     /// The configured OCI runtime handlers (the default, built-in one is not listed).
     pub fn oci_handlers(&self) -> impl Iterator<Item = &handlers::OciHandler> {
         self.handlers.values()
+    }
+
+    pub fn network(&self) -> &crate::network::Network {
+        &self.network
     }
 
     fn pod_dir(&self, id: &str) -> PathBuf {
@@ -165,6 +172,7 @@ impl Runtime {
     pub async fn recover(self: &Arc<Self>) -> Result<(), RecoverError> {
         self.recover_pods()?;
         self.recover_containers().await?;
+        self.check_pod_networks();
         Ok(())
     }
 }

@@ -32,6 +32,16 @@ pub enum PodError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Container(#[from] Box<super::ContainerError>),
+    #[error("pod sandbox {id} network: {source}")]
+    Network {
+        id: String,
+        source: crate::network::NetworkError,
+    },
+    #[error("pinning the pod's network namespace at {path}: {source}")]
+    Netns {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Classify for PodError {
@@ -42,6 +52,7 @@ impl Classify for PodError {
             PodError::NameTaken { .. } => ErrorKind::AlreadyExists,
             PodError::NotReady { .. } => ErrorKind::FailedPrecondition,
             PodError::Container(e) => e.kind(),
+            PodError::Network { source, .. } => source.kind(),
             _ => ErrorKind::Internal,
         }
     }
@@ -168,11 +179,14 @@ impl Runtime {
         let id = new_id();
         let ns = PodNamespaces::of(&config);
         let files = PodFiles::new(self.pod_dir(&id));
+        // What exists so far, for the cleanup of a failed build.
+        let mut init: Option<(i32, u64)> = None;
+        let mut attachment: Option<crate::network::Attachment> = None;
         let result = async {
             files.create(&config, ns.host_ipc)?;
             let hostname =
                 (!ns.host_network && !config.hostname.is_empty()).then(|| config.hostname.clone());
-            let init = crate::podinit::PodInitConfig {
+            let init_config = crate::podinit::PodInitConfig {
                 new_net: !ns.host_network,
                 new_ipc: !ns.host_ipc,
                 new_uts: !ns.host_network,
@@ -181,7 +195,32 @@ impl Runtime {
                 new_pid: !ns.host_pid,
                 hostname,
             };
-            let pid = crate::podinit::spawn(&self.binary, &init).await?;
+            let pid = crate::podinit::spawn(&self.binary, &init_config).await?;
+            let start_time = process_start_time(pid).unwrap_or_default();
+            init = Some((pid, start_time));
+            let mut netns_path = String::new();
+            let mut ips = Vec::new();
+            if !ns.host_network {
+                let pin = files.netns();
+                crate::network::netns::pin(pid, &pin).map_err(|source| PodError::Netns {
+                    path: pin.clone(),
+                    source,
+                })?;
+                let added = self
+                    .network
+                    .add(&id, &pin, &config)
+                    .await
+                    .map_err(|source| PodError::Network {
+                        id: id.clone(),
+                        source,
+                    })?;
+                ips = added.ips();
+                attachment = Some(added);
+                if let Some(ip) = ips.first() {
+                    files.add_pod_ip(ip)?;
+                }
+                netns_path = pin.display().to_string();
+            }
             let cgroup_parent = config
                 .linux
                 .as_ref()
@@ -194,20 +233,27 @@ impl Runtime {
                 created_at: now_nanos(),
                 runtime_handler,
                 init_pid: pid,
-                init_start_time: process_start_time(pid).unwrap_or_default(),
-                netns_path: if ns.host_network {
-                    String::new()
-                } else {
-                    format!("/proc/{pid}/ns/net")
-                },
-                ips: Vec::new(),
+                init_start_time: start_time,
+                netns_path,
+                ips,
                 cgroup_parent,
+                network: attachment.clone(),
             };
             self.store.write(|t| t.put_pod(&record))?;
             Ok::<_, PodError>(())
         }
         .await;
         if let Err(e) = result {
+            // Leave nothing behind: the network, pod-init (and with it the namespaces), files.
+            if let Some(a) = &attachment
+                && let Err(del) = self.network.del(a).await
+            {
+                tracing::warn!(pod = %id, error = %del, "CNI DEL after a failed RunPodSandbox");
+            }
+            if let Some((pid, start_time)) = init {
+                kill_init(pid, start_time).await;
+            }
+            let _ = crate::network::netns::unpin(&files.netns());
             let _ = files.remove();
             return Err(e);
         }
@@ -274,8 +320,21 @@ impl Runtime {
                     .map_err(|e| PodError::Container(Box::new(e)))?;
             }
         }
+        // The network goes before the namespace: a failed DEL is returned with pod-init still
+        // holding the namespace, so kubelet's retry can delete what is in it.
+        if let Some(attachment) = &pod.network {
+            self.network
+                .del(attachment)
+                .await
+                .map_err(|source| PodError::Network {
+                    id: pod.id.clone(),
+                    source,
+                })?;
+        }
         kill_pod_init(&pod).await;
-        PodFiles::new(self.pod_dir(&pod.id)).release()?;
+        let files = PodFiles::new(self.pod_dir(&pod.id));
+        unpin_netns(&pod, &files);
+        files.release()?;
         self.store.write(|t| {
             if let Some(mut p) = t.pod(&pod.id)? {
                 p.state = PodState::NotReady;
@@ -302,8 +361,17 @@ impl Runtime {
                     .map_err(|e| PodError::Container(Box::new(e)))?;
             }
         }
+        // DEL again (plugins make it idempotent): StopPodSandbox may have failed or never run.
+        // A pod is removed even when its plugins fail: the failure is logged for the operator.
+        if let Some(attachment) = &pod.network
+            && let Err(e) = self.network.del(attachment).await
+        {
+            tracing::error!(pod = %pod.id, error = %e, "CNI DEL failed; removing the pod anyway");
+        }
         kill_pod_init(&pod).await;
-        PodFiles::new(self.pod_dir(&pod.id)).remove()?;
+        let files = PodFiles::new(self.pod_dir(&pod.id));
+        unpin_netns(&pod, &files);
+        files.remove()?;
         if pod.cgroup_parent.is_empty()
             && let Ok(cg) = crate::cgroups::Cgroup::open(&self.pod_cgroup_parent(&pod))
             && let Err(e) = cg.delete()
@@ -381,6 +449,10 @@ impl Runtime {
                 "netnsPath": pod.netns_path,
                 "cgroupParent": pod.cgroup_parent,
                 "podDir": self.pod_dir(&pod.id),
+                "cni": pod.network.as_ref().map(|a| serde_json::json!({
+                    "network": a.network,
+                    "result": a.result,
+                })),
             });
             info.insert("info".to_owned(), doc.to_string());
         }
@@ -462,6 +534,34 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// After a daemon restart: CNI CHECK of every ready pod's network, in the background (a
+    /// node with many pods must not wait for it to serve). A pod whose network is no longer
+    /// as ADD left it is logged for the operator; kubelet's own probes decide what to do.
+    pub(super) fn check_pod_networks(self: &std::sync::Arc<Self>) {
+        let runtime = self.clone();
+        tokio::spawn(async move {
+            let pods = match runtime.store.read().and_then(|r| r.pods()) {
+                Ok(pods) => pods,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing pods for CNI CHECK");
+                    return;
+                }
+            };
+            for pod in pods {
+                if pod.state != PodState::Ready {
+                    continue;
+                }
+                if let Some(attachment) = &pod.network
+                    && let Err(e) = runtime.network.check(attachment).await
+                {
+                    tracing::warn!(pod = %pod.id, error = %e, "CNI CHECK failed: the pod's network is not as it was set up");
+                }
+            }
+        });
+    }
+}
+
 fn pod_state(pod: &PodRecord) -> cri::PodSandboxState {
     match pod.state {
         PodState::Ready => cri::PodSandboxState::SandboxReady,
@@ -499,17 +599,35 @@ fn is_zombie(pid: i32) -> bool {
 }
 
 async fn kill_pod_init(pod: &PodRecord) {
-    if pod_init_alive(pod) {
-        let pid = nix::unistd::Pid::from_raw(pod.init_pid);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    kill_init(pod.init_pid, pod.init_start_time).await;
+}
+
+/// SIGKILLs pod-init `pid` (if it is still the process started at `start_time`) and waits
+/// (up to about 2 s) for it to be gone.
+async fn kill_init(pid: i32, start_time: u64) {
+    let alive = || pid > 0 && process_start_time(pid) == Some(start_time) && !is_zombie(pid);
+    if alive() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let mut pause = std::time::Duration::from_micros(200);
         for _ in 0..200 {
-            if !pod_init_alive(pod) {
+            if !alive() {
                 break;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_millis(10));
         }
+    }
+}
+
+/// Releases the pinned network namespace (it dies with pod-init); idempotent.
+fn unpin_netns(pod: &PodRecord, files: &PodFiles) {
+    if pod.network.is_some()
+        && let Err(e) = crate::network::netns::unpin(&files.netns())
+    {
+        tracing::warn!(pod = %pod.id, error = %e, "unpinning the pod's network namespace");
     }
 }
 

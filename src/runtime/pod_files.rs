@@ -50,6 +50,21 @@ impl PodFiles {
         self.dir.join("shm")
     }
 
+    /// Where the pod's network namespace is pinned (a bind mount), for CNI.
+    pub fn netns(&self) -> PathBuf {
+        self.dir.join("netns")
+    }
+
+    /// Puts the pod's IP with its hostname into `/etc/hosts` (instead of 127.0.1.1).
+    pub fn add_pod_ip(&self, ip: &str) -> Result<(), PodFilesError> {
+        let hostname =
+            std::fs::read_to_string(self.hostname()).map_err(|source| PodFilesError::Io {
+                path: self.hostname(),
+                source,
+            })?;
+        write(&self.hosts(), &hosts_file(hostname.trim(), ip))
+    }
+
     /// Writes the files and mounts the shm tmpfs (unless the pod uses the host's IPC namespace,
     /// whose /dev/shm it then shares).
     pub fn create(
@@ -70,7 +85,7 @@ impl PodFiles {
             config.hostname.clone()
         };
         write(&self.hostname(), &format!("{hostname}\n"))?;
-        write(&self.hosts(), &hosts_file(&hostname))?;
+        write(&self.hosts(), &hosts_file(&hostname, "127.0.1.1"))?;
         let resolv = match &config.dns_config {
             Some(dns) => resolv_conf(dns),
             None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
@@ -122,10 +137,11 @@ fn write(path: &Path, contents: &str) -> Result<(), PodFilesError> {
     })
 }
 
-fn hosts_file(hostname: &str) -> String {
+/// `ip` is the hostname's address: the pod's IP, or 127.0.1.1 while it has none.
+fn hosts_file(hostname: &str, ip: &str) -> String {
     format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
-         fe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+         fe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{ip}\t{hostname}\n"
     )
 }
 

@@ -26,6 +26,7 @@ mod stop_container;
 mod stop_pod_sandbox;
 mod update_container_resources;
 mod update_pod_sandbox_resources;
+mod update_runtime_config;
 mod version;
 
 use std::sync::Arc;
@@ -79,6 +80,14 @@ impl RuntimeService for RuntimeServiceImpl {
         Ok(Response::new(runtime_config::runtime_config(
             request.into_inner(),
         )))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        request: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
+        update_runtime_config::update_runtime_config(&self.ctx, request.into_inner())
+            .map(Response::new)
     }
 
     async fn run_pod_sandbox(

@@ -20,13 +20,7 @@ pub fn status(ctx: &Context, req: cri::StatusRequest) -> Result<cri::StatusRespo
             reason: String::new(),
             message: String::new(),
         },
-        // Pod networking (CNI) is not part of this runtime yet: say so instead of pretending.
-        cri::RuntimeCondition {
-            r#type: NETWORK_READY.into(),
-            status: false,
-            reason: "NetworkPluginNotReady".into(),
-            message: "pod networking (CNI) is not implemented by this strata version".into(),
-        },
+        network_condition(ctx),
     ];
     let mut info = HashMap::new();
     if req.verbose {
@@ -54,6 +48,21 @@ pub fn status(ctx: &Context, req: cri::StatusRequest) -> Result<cri::StatusRespo
             supplemental_groups_policy: true,
         }),
     })
+}
+
+/// NetworkReady: a valid CNI config whose plugins are installed (hostNetwork pods need none,
+/// but kubelet only starts other pods when this is true).
+fn network_condition(ctx: &Context) -> cri::RuntimeCondition {
+    let (status, reason, message) = match ctx.runtime.network().ready() {
+        Ok(_) => (true, String::new(), String::new()),
+        Err(e) => (false, "NetworkPluginNotReady".to_owned(), e.to_string()),
+    };
+    cri::RuntimeCondition {
+        r#type: NETWORK_READY.into(),
+        status,
+        reason,
+        message,
+    }
 }
 
 /// The default handler (the built-in launcher) and every configured OCI runtime handler.

@@ -85,6 +85,9 @@ pub struct PodRecord {
     /// cgroup parent of the pod's containers (cgroupfs path).
     #[serde(default)]
     pub cgroup_parent: String,
+    /// The pod's CNI attachment (what DEL needs), until the pod is removed.
+    #[serde(default)]
+    pub network: Option<crate::network::Attachment>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

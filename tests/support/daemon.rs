@@ -48,8 +48,22 @@ impl Daemon {
         } else {
             format!("[runtime]\ncgroup_parent = \"{cgroup_parent}\"\n")
         };
+        // Pods need a CNI network: unless the test brings its own, a loopback-only one (the
+        // real `loopback` plugin; no host interfaces, addresses or iptables rules to clean up).
+        let network_section = if extra_toml.contains("[network]") {
+            String::new()
+        } else {
+            let conf_dir = dir.path().join("cni");
+            std::fs::create_dir_all(&conf_dir).expect("CNI conf dir");
+            std::fs::write(
+                conf_dir.join("10-loopback.conflist"),
+                r#"{"cniVersion":"1.0.0","name":"test-loopback","plugins":[{"type":"loopback"}]}"#,
+            )
+            .expect("write CNI config");
+            format!("[network]\ncni_conf_dir = \"{}\"\n", conf_dir.display())
+        };
         let config = format!(
-            "root = \"{}\"\nstate = \"{}\"\nsocket = \"{}\"\n[log]\nlevel = \"info\"\n{runtime_section}{extra_toml}\n",
+            "root = \"{}\"\nstate = \"{}\"\nsocket = \"{}\"\n[log]\nlevel = \"info\"\n{runtime_section}{network_section}{extra_toml}\n",
             root.display(),
             state.display(),
             socket.display()

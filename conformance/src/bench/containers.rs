@@ -312,7 +312,7 @@ async fn measure(state: &mut [Run<'_>], args: &ContainersArgs, runs: usize) -> a
 }
 
 /// Pulls `image` (untimed) unless the endpoint has it.
-async fn ensure_image(cri: &Cri, image: &str) -> anyhow::Result<()> {
+pub(super) async fn ensure_image(cri: &Cri, image: &str) -> anyhow::Result<()> {
     let present = cri
         .images
         .clone()
@@ -358,7 +358,7 @@ fn namespaces() -> NamespaceOption {
 }
 
 /// A runtime label as one cgroup / directory name component.
-fn path_component(label: &str) -> String {
+pub(super) fn path_component(label: &str) -> String {
     let s: String = label
         .chars()
         .map(|c| {
@@ -531,7 +531,7 @@ async fn cycle(
 }
 
 /// StopPodSandbox + RemovePodSandbox (a pod already gone is fine).
-async fn remove_pod(cri: &Cri, id: &str) -> anyhow::Result<()> {
+pub(super) async fn remove_pod(cri: &Cri, id: &str) -> anyhow::Result<()> {
     let mut rt = cri.runtime.clone();
     match rt
         .stop_pod_sandbox(StopPodSandboxRequest {
@@ -800,7 +800,7 @@ async fn report_memory(r: &Run<'_>, count: usize) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 
 /// The nearest-rank percentile (`p` in 1..=100) of `samples`; zero when empty.
-fn percentile(samples: &[Duration], p: usize) -> Duration {
+pub(super) fn percentile(samples: &[Duration], p: usize) -> Duration {
     if samples.is_empty() {
         return Duration::ZERO;
     }
@@ -814,7 +814,7 @@ fn sums(a: &[Duration], b: &[Duration]) -> Vec<Duration> {
     a.iter().zip(b).map(|(x, y)| *x + *y).collect()
 }
 
-fn ms(d: Duration) -> String {
+pub(super) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 

@@ -3,6 +3,7 @@
 //! (A, B, A, B, ...) and figures are medians and ratios.
 
 mod containers;
+mod pods;
 mod pull;
 mod status;
 
@@ -22,7 +23,7 @@ pub struct BenchArgs {
     #[arg(long, global = true)]
     compare_endpoint: Option<String>,
     /// Measurements per endpoint (default: 5 for pull, 1 for pull-shared, 100 for
-    /// containers).
+    /// containers, 50 for pods).
     #[arg(long, global = true)]
     runs: Option<usize>,
     #[command(subcommand)]
@@ -43,6 +44,10 @@ enum BenchKind {
     Containers(containers::ContainersArgs),
     /// Stop and remove every pod `bench containers` made (after an interrupted run).
     ContainersCleanup,
+    /// RunPodSandbox, full pod start, ExecSync and pod teardown times, pods on CNI.
+    Pods(pods::PodsArgs),
+    /// Stop and remove every pod `bench pods` made (after an interrupted run).
+    PodsCleanup,
 }
 
 /// An endpoint under test, labelled by its runtime name.
@@ -69,6 +74,8 @@ pub async fn run(endpoint: &str, args: BenchArgs) -> anyhow::Result<()> {
             containers::containers(&targets, &a, args.runs.unwrap_or(100)).await
         }
         BenchKind::ContainersCleanup => containers::containers_cleanup(&targets).await,
+        BenchKind::Pods(a) => pods::pods(&targets, &a, args.runs.unwrap_or(50)).await,
+        BenchKind::PodsCleanup => pods::pods_cleanup(&targets).await,
     }
 }
 

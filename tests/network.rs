@@ -1,0 +1,716 @@
+//! Pod networking through Debian's real CNI plugins (bridge, host-local, portmap): every test
+//! brings its own network (a unique bridge, a unique private /24 in 10.234.0.0/16, host-local's
+//! data in a temp dir) and a [`TestNet`] guard that deletes the bridge and the iptables rules
+//! left for that network, even when the test fails. Traffic goes only to 127.0.0.1 and to the
+//! pods' addresses.
+
+mod support;
+
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use strata::cri::v1 as cri;
+use support::cri::{Env, Pod, tail, unique};
+
+/// Where Debian's containernetworking-plugins puts the plugins.
+const PLUGINS: &str = "/usr/lib/cni";
+
+/// Live [`TestNet`]s, and the host settings to restore when the last one goes: the bridge
+/// plugin (isGateway) turns on IPv4 forwarding; portmap adds its top-level nat chains.
+static HOST: Mutex<Option<HostState>> = Mutex::new(None);
+
+struct HostState {
+    live: usize,
+    ip_forward: String,
+    hostport_chains_existed: bool,
+}
+
+const HOSTPORT_CHAINS: &[&str] = &[
+    "CNI-HOSTPORT-DNAT",
+    "CNI-HOSTPORT-SETMARK",
+    "CNI-HOSTPORT-MASQ",
+];
+
+/// One test's CNI network: its conf dir, its bin dir (links to the real plugins, so a test can
+/// break one), its host-local data dir. Dropping it deletes what the plugins may have left.
+struct TestNet {
+    name: String,
+    bridge: String,
+    /// `10.234.N`
+    prefix: String,
+    dir: tempfile::TempDir,
+}
+
+impl TestNet {
+    /// Network number `n` (unique per test in this file): bridge + host-local (10.234.n.0/24)
+    /// + portmap, or with `ip_ranges` host-local takes its range from the pod CIDR.
+    fn new(n: u8, ip_ranges: bool) -> TestNet {
+        {
+            let mut host = HOST.lock().unwrap_or_else(|p| p.into_inner());
+            match host.as_mut() {
+                Some(h) => h.live += 1,
+                None => {
+                    *host = Some(HostState {
+                        live: 1,
+                        ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+                            .unwrap_or_else(|_| "0".into()),
+                        hostport_chains_existed: nat_chains().contains("CNI-HOSTPORT-DNAT"),
+                    })
+                }
+            }
+        }
+        let pid = std::process::id() % 100_000;
+        let net = TestNet {
+            name: format!("strata-test-{n}-{pid}"),
+            bridge: format!("stn{n}p{pid}"),
+            prefix: format!("10.234.{n}"),
+            dir: tempfile::Builder::new()
+                .prefix("strata-cni-")
+                .tempdir()
+                .unwrap(),
+        };
+        std::fs::create_dir_all(net.conf_dir()).unwrap();
+        std::fs::create_dir_all(net.bin_dir()).unwrap();
+        for plugin in ["bridge", "host-local", "portmap"] {
+            std::os::unix::fs::symlink(Path::new(PLUGINS).join(plugin), net.bin_dir().join(plugin))
+                .unwrap();
+        }
+        let ipam = if ip_ranges {
+            serde_json::json!({"type": "host-local", "dataDir": net.data_dir()})
+        } else {
+            serde_json::json!({
+                "type": "host-local",
+                "ranges": [[{"subnet": format!("{}.0/24", net.prefix), "gateway": format!("{}.1", net.prefix)}]],
+                "dataDir": net.data_dir(),
+            })
+        };
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": net.name,
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": net.bridge,
+                    "isGateway": true,
+                    "ipMasq": false,
+                    "hairpinMode": true,
+                    "capabilities": {"ipRanges": ip_ranges},
+                    "ipam": ipam,
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
+            ],
+        });
+        net.write_conf(&conf);
+        net
+    }
+
+    fn conf_dir(&self) -> PathBuf {
+        self.dir.path().join("net.d")
+    }
+
+    fn bin_dir(&self) -> PathBuf {
+        self.dir.path().join("bin")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("ipam")
+    }
+
+    fn write_conf(&self, conf: &serde_json::Value) {
+        std::fs::write(
+            self.conf_dir().join("10-test.conflist"),
+            serde_json::to_vec_pretty(conf).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// The daemon's `[network]` section for this network.
+    fn toml(&self) -> String {
+        format!(
+            "[network]\ncni_conf_dir = \"{}\"\ncni_bin_dirs = [\"{}\"]\n",
+            self.conf_dir().display(),
+            self.bin_dir().display()
+        )
+    }
+
+    /// Replaces plugin `name` by a script that fails every call.
+    fn break_plugin(&self, name: &str) {
+        let path = self.bin_dir().join(name);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(
+            &path,
+            "#!/bin/sh\necho '{\"cniVersion\":\"1.0.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// The addresses host-local has handed out and not released.
+    fn allocated(&self) -> Vec<String> {
+        std::fs::read_dir(self.data_dir().join(&self.name))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(std::process::Stdio::null())
+            .status();
+        delete_nat_rules(&format!("name: \\\"{}\\\"", self.name));
+        let mut host = HOST.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = host.as_mut() {
+            h.live -= 1;
+            if h.live == 0 {
+                let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &h.ip_forward);
+                if !h.hostport_chains_existed {
+                    remove_hostport_chains();
+                }
+                *host = None;
+            }
+        }
+    }
+}
+
+fn iptables(args: &[&str]) -> Option<String> {
+    let out = Command::new("iptables")
+        .args(["-w", "-t", "nat"])
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn nat_chains() -> String {
+    iptables(&["-S"]).unwrap_or_default()
+}
+
+/// Deletes every nat rule whose text contains `needle` (portmap tags its rules with the
+/// network's name), and the per-pod chains they jump to.
+fn delete_nat_rules(needle: &str) {
+    let rules = nat_chains();
+    let mut chains = Vec::new();
+    for rule in rules.lines().filter(|r| r.contains(needle)) {
+        let Some(spec) = rule.strip_prefix("-A ") else {
+            continue;
+        };
+        let words = shell_words(spec);
+        if let Some(target) = words
+            .iter()
+            .position(|w| w == "-j")
+            .and_then(|i| words.get(i + 1))
+            && target.starts_with("CNI-DN-")
+        {
+            chains.push(target.clone());
+        }
+        let mut args = vec!["-D".to_owned()];
+        args.extend(words);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        iptables(&refs);
+    }
+    for chain in chains {
+        iptables(&["-F", &chain]);
+        iptables(&["-X", &chain]);
+    }
+}
+
+/// Removes portmap's top-level chains and the jumps to them (when no one else uses them).
+fn remove_hostport_chains() {
+    for rule in nat_chains().lines() {
+        if let Some(spec) = rule.strip_prefix("-A ")
+            && HOSTPORT_CHAINS
+                .iter()
+                .any(|c| spec.contains(&format!("-j {c}")))
+        {
+            let mut args = vec!["-D".to_owned()];
+            args.extend(shell_words(spec));
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            iptables(&refs);
+        }
+    }
+    for chain in HOSTPORT_CHAINS {
+        iptables(&["-F", chain]);
+        iptables(&["-X", chain]);
+    }
+}
+
+/// Splits an `iptables -S` line into words, honouring double quotes (comments).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+fn pod_config(hostname: &str) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        hostname: hostname.into(),
+        ..Default::default()
+    }
+}
+
+async fn pod_status(pod: &Pod) -> cri::PodSandboxStatus {
+    pod.rt
+        .clone()
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+async fn pod_ip(pod: &Pod) -> String {
+    pod_status(pod).await.network.unwrap_or_default().ip
+}
+
+/// A container answering `hello-<hostname>` to every TCP connection on port 8080.
+fn echo_server(pod: &Pod, image: &str) -> cri::ContainerConfig {
+    pod.sh(
+        "server",
+        image,
+        "while true; do echo hello-$(hostname) | nc -l -p 8080; done",
+    )
+}
+
+/// A script that connects to `addr port` (retrying while the server starts) and prints what
+/// it got.
+fn client_script(addr: &str) -> String {
+    format!(
+        "i=0; while [ $i -lt 100 ]; do out=$(nc {addr} 8080 </dev/null) && [ -n \"$out\" ] && \
+         echo \"$out\" && exit 0; i=$((i+1)); sleep 0.1; done; exit 1"
+    )
+}
+
+async fn network_ready(env: &Env) -> cri::RuntimeCondition {
+    let status = env
+        .daemon
+        .runtime()
+        .await
+        .status(cri::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    status
+        .conditions
+        .into_iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .expect("NetworkReady condition")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_on_the_bridge_reach_each_other_by_ip() {
+    let net = TestNet::new(1, false);
+    let env = Env::new(&net.toml());
+    let image = env.busybox();
+    env.pull(&image).await;
+    assert!(network_ready(&env).await.status);
+
+    let a = Pod::start(&env.daemon, pod_config("pod-a")).await;
+    let b = Pod::start(&env.daemon, pod_config("pod-b")).await;
+    let (ip_a, ip_b) = (pod_ip(&a).await, pod_ip(&b).await);
+    for ip in [&ip_a, &ip_b] {
+        assert!(ip.starts_with(&format!("{}.", net.prefix)), "pod IP {ip}");
+    }
+    assert_ne!(ip_a, ip_b);
+    assert_eq!(net.allocated().len(), 2, "{:?}", net.allocated());
+
+    a.launch(echo_server(&a, &image)).await;
+    let ran = b.run(b.sh("client", &image, &client_script(&ip_a))).await;
+    assert_eq!(
+        ran.status.exit_code,
+        0,
+        "{ran:#?}\n{}",
+        tail(&env.daemon.log())
+    );
+    assert_eq!(ran.stdout, "hello-pod-a\n");
+
+    // eth0 holds the pod IP; /etc/hosts maps the hostname to it.
+    let ran = b
+        .run_ok(b.sh(
+            "hosts",
+            &image,
+            "cat /etc/hosts; cat /sys/class/net/eth0/address",
+        ))
+        .await;
+    assert!(
+        ran.stdout.contains(&format!("{ip_b}\tpod-b\n")),
+        "{}",
+        ran.stdout
+    );
+
+    // Teardown releases the addresses and the pods' interfaces.
+    drop(a);
+    drop(b);
+    assert!(net.allocated().is_empty(), "{:?}", net.allocated());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_port_reaches_the_container_from_localhost() {
+    let net = TestNet::new(2, false);
+    let env = Env::new(&net.toml());
+    let image = env.busybox();
+    env.pull(&image).await;
+    let host_port = support::free_port();
+    let mut config = pod_config("hostport");
+    config.port_mappings = vec![cri::PortMapping {
+        protocol: cri::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: host_port as i32,
+        host_ip: String::new(),
+    }];
+    let pod = Pod::start(&env.daemon, config).await;
+    pod.launch(echo_server(&pod, &image)).await;
+    let got = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let attempt =
+                std::net::TcpStream::connect(("127.0.0.1", host_port)).and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    let mut out = String::new();
+                    s.read_to_string(&mut out)?;
+                    Ok(out)
+                });
+            match attempt {
+                Ok(out) if !out.is_empty() => return out,
+                _ if std::time::Instant::now() > deadline => return String::new(),
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, "hello-hostport\n", "{}", tail(&env.daemon.log()));
+    let dnat = format!("name: \\\"{}\\\"", net.name);
+    assert!(nat_chains().contains(&dnat), "portmap rules for the pod");
+    drop(pod);
+    assert!(
+        !nat_chains().contains(&dnat),
+        "DEL removed the port mapping"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_ready_follows_the_config_and_host_network_pods_need_none() {
+    let net = TestNet::new(3, false);
+    let conf = std::fs::read(net.conf_dir().join("10-test.conflist")).unwrap();
+    std::fs::remove_file(net.conf_dir().join("10-test.conflist")).unwrap();
+    let env = Env::new(&net.toml());
+    let image = env.busybox();
+    env.pull(&image).await;
+
+    let cond = network_ready(&env).await;
+    assert!(!cond.status);
+    assert_eq!(cond.reason, "NetworkPluginNotReady");
+    assert!(cond.message.contains("no CNI network config"), "{cond:?}");
+
+    // A pod on the pod network cannot start, and leaves nothing behind.
+    let mut config = pod_config("nonet");
+    config.metadata = Some(cri::PodSandboxMetadata {
+        name: unique("nonet"),
+        uid: unique("uid"),
+        namespace: "default".into(),
+        attempt: 0,
+    });
+    let err = env
+        .daemon
+        .runtime()
+        .await
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("network is not ready"), "{err:?}");
+    assert_no_pods(&env).await;
+
+    // A hostNetwork pod needs no CNI, and sees the host's interfaces.
+    let mut config = pod_config("");
+    config.linux = Some(cri::LinuxPodSandboxConfig {
+        security_context: Some(cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                network: cri::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let host_pod = Pod::start(&env.daemon, config).await;
+    assert_eq!(pod_ip(&host_pod).await, "");
+    let ran = host_pod
+        .run_ok(host_pod.sh("ifs", &image, "ls /sys/class/net"))
+        .await;
+    let mut host_ifs: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    host_ifs.retain(|i| !i.starts_with("veth"));
+    for iface in &host_ifs {
+        assert!(
+            ran.stdout.lines().any(|l| l == iface),
+            "{iface} missing in {}",
+            ran.stdout
+        );
+    }
+    drop(host_pod);
+
+    // A config with a plugin that is not installed is not ready either, and says which.
+    let mut broken: serde_json::Value = serde_json::from_slice(&conf).unwrap();
+    broken["plugins"][1]["type"] = "no-such-plugin".into();
+    net.write_conf(&broken);
+    let cond = network_ready(&env).await;
+    assert!(!cond.status);
+    assert!(cond.message.contains("no-such-plugin"), "{cond:?}");
+
+    std::fs::write(net.conf_dir().join("10-test.conflist"), &conf).unwrap();
+    let cond = network_ready(&env).await;
+    assert!(cond.status, "{cond:?}");
+    let pod = Pod::start(&env.daemon, pod_config("late")).await;
+    assert!(pod_ip(&pod).await.starts_with(&format!("{}.", net.prefix)));
+}
+
+async fn assert_no_pods(env: &Env) {
+    let pods = env
+        .daemon
+        .runtime()
+        .await
+        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(pods.is_empty(), "{pods:?}");
+    let state_pods = env.daemon.dir().join("state/pods");
+    let left: Vec<_> = std::fs::read_dir(&state_pods)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "pod state left: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_add_is_undone_and_reported() {
+    let net = TestNet::new(4, false);
+    // A last plugin that fails ADD (and succeeds DEL): the bridge's work must be undone.
+    let fail = net.bin_dir().join("fail-add");
+    std::fs::write(
+        &fail,
+        "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then \
+         echo '{\"cniVersion\":\"1.0.0\",\"code\":7,\"msg\":\"refusing ADD\"}'; exit 1; fi\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fail, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut conf: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(net.conf_dir().join("10-test.conflist")).unwrap())
+            .unwrap();
+    conf["plugins"][1] = serde_json::json!({"type": "fail-add"});
+    net.write_conf(&conf);
+    let env = Env::new(&net.toml());
+    let mut config = pod_config("failing");
+    config.metadata = Some(cri::PodSandboxMetadata {
+        name: unique("failing"),
+        uid: unique("uid"),
+        namespace: "default".into(),
+        attempt: 0,
+    });
+    let err = env
+        .daemon
+        .runtime()
+        .await
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("refusing ADD"), "{err:?}");
+    assert!(net.allocated().is_empty(), "{:?}", net.allocated());
+    assert_no_pods(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_and_remove_are_idempotent_and_survive_a_restart() {
+    let net = TestNet::new(5, true);
+    let mut env = Env::new(&net.toml());
+    let image = env.busybox();
+    env.pull(&image).await;
+    // The pod CIDR reaches host-local through the ipRanges capability, and is remembered.
+    let cidr = format!("{}.128/25", net.prefix);
+    env.daemon
+        .runtime()
+        .await
+        .update_runtime_config(cri::UpdateRuntimeConfigRequest {
+            runtime_config: Some(cri::RuntimeConfig {
+                network_config: Some(cri::NetworkConfig {
+                    pod_cidr: cidr.clone(),
+                }),
+            }),
+        })
+        .await
+        .unwrap();
+
+    let first = Pod::start(&env.daemon, pod_config("first")).await;
+    let ip = pod_ip(&first).await;
+    let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+    assert!(
+        ip.starts_with(&format!("{}.", net.prefix)) && last > 128,
+        "{ip} not in {cidr}"
+    );
+    first
+        .launch(first.sh("sleeper", &image, "sleep 3600"))
+        .await;
+
+    // Stop twice, remove twice.
+    let mut rt = env.daemon.runtime().await;
+    for _ in 0..2 {
+        rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: first.id.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    assert!(net.allocated().is_empty(), "{:?}", net.allocated());
+    for _ in 0..2 {
+        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: first.id.clone(),
+        })
+        .await
+        .unwrap();
+    }
+
+    // A pod outlives a daemon restart, then stops and goes with its network.
+    let second = Pod::start(&env.daemon, pod_config("second")).await;
+    second
+        .launch(second.sh("sleeper", &image, "sleep 3600"))
+        .await;
+    env.daemon.restart();
+    let ip = pod_ip(&second).await;
+    assert!(ip.rsplit('.').next().unwrap().parse::<u8>().unwrap() > 128);
+    assert_eq!(net.allocated(), vec![ip.clone()]);
+    let third = Pod::start(&env.daemon, pod_config("third")).await;
+    let ip3 = pod_ip(&third).await;
+    assert!(
+        ip3.rsplit('.').next().unwrap().parse::<u8>().unwrap() > 128,
+        "pod CIDR forgotten after the restart: {ip3}"
+    );
+    let mut rt = env.daemon.runtime().await;
+    for id in [&second.id, &third.id] {
+        rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    assert!(net.allocated().is_empty(), "{:?}", net.allocated());
+    assert_no_pods(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remove_succeeds_when_cni_del_fails() {
+    let net = TestNet::new(6, false);
+    let env = Env::new(&net.toml());
+    let pod = Pod::start(&env.daemon, pod_config("doomed")).await;
+    assert!(!pod_ip(&pod).await.is_empty());
+    net.break_plugin("bridge");
+    let mut rt = env.daemon.runtime().await;
+    // StopPodSandbox reports the failure (kubelet retries it)...
+    let err = rt
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("broken on purpose"), "{err:?}");
+    // ...RemovePodSandbox removes the pod anyway, and logs why the network may be left.
+    rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.id.clone(),
+    })
+    .await
+    .unwrap();
+    assert_no_pods(&env).await;
+    let log = env.daemon.log();
+    assert!(
+        log.contains("CNI DEL failed") && log.contains("broken on purpose"),
+        "{}",
+        tail(&log)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_after_a_restart_reports_a_broken_pod_network() {
+    let net = TestNet::new(7, false);
+    let mut env = Env::new(&net.toml());
+    let healthy = Pod::start(&env.daemon, pod_config("healthy")).await;
+    let broken = Pod::start(&env.daemon, pod_config("broken")).await;
+    // Behind the runtime's back: the pod loses its interface.
+    let pin = env
+        .daemon
+        .dir()
+        .join("state/pods")
+        .join(&broken.id)
+        .join("netns");
+    let status = Command::new("nsenter")
+        .arg(format!("--net={}", pin.display()))
+        .args(["ip", "link", "del", "eth0"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env.daemon.restart();
+    let reported = |log: &str, id: &str| {
+        log.lines()
+            .any(|l| l.contains("CNI CHECK failed") && l.contains(id))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !reported(&env.daemon.log(), &broken.id) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = env.daemon.log();
+    assert!(reported(&log, &broken.id), "{}", tail(&log));
+    assert!(!reported(&log, &healthy.id), "{}", tail(&log));
+}

@@ -70,6 +70,7 @@ async fn new_namespaces_loopback_hostname_reaping_and_sigterm() {
         new_uts: true,
         new_pid: true,
         hostname: Some("strata-test-pod".to_owned()),
+        userns: None,
     };
     let pid = spawn(STRATA.as_ref(), &config).await.expect("pod-init");
     let guard = PodInit(pid);

@@ -6,9 +6,22 @@
 //!   clone: setns(CLONE_NEWPID) only affects children, and the monitor is a dedicated process.
 //!   A new pid namespace (and a new user namespace) is created by the clone itself, so the init
 //!   is PID 1 of it.
-//! - In the child, namespaces with a path are joined before any new one is created: the user
-//!   namespace first (it grants the capabilities needed to join the others it owns), then ipc,
-//!   uts, net, cgroup. Joining a mount or time namespace is refused.
+//! - In the child, namespaces with a path are joined before any new one is created: ipc, uts,
+//!   net, cgroup. Joining a mount or time namespace is refused.
+//! - A user namespace with a path (the pod's, `hostUsers: false`) is joined *late*: after the
+//!   whole filesystem setup and the hostname, right before the process setup. Until then the
+//!   init is host root, which it needs for: id-mapped mounts (mount_setattr(MOUNT_ATTR_IDMAP)
+//!   needs CAP_SYS_ADMIN over the layers' filesystem, i.e. in the host's user namespace); the
+//!   overlay (mounted from the host's user namespace so it honours the layers'
+//!   `trusted.overlay.*` xattrs); proc when the container has its own pid namespace (created by
+//!   our clone, so owned by the host's user namespace, which refuses a proc mount from inside
+//!   the pod's); mknod of the default devices; sysfs, cgroup, mqueue. Host root may join every
+//!   namespace (the host's user namespace owns all others), the reverse is not true, hence user
+//!   last. Right after joining it, the init unshares a new mount namespace: owned by the pod's
+//!   user namespace, it lets the container's root mount (tmpfs...) there, while every mount
+//!   made so far is locked (cannot be unmounted or made writable from inside). The container's
+//!   new uts/ipc/cgroup namespaces (not Kubernetes' case: uts/ipc/net come from the pod, whose
+//!   namespaces pod-init created inside the pod's user namespace) stay owned by the host's.
 //! - The new ones (mount, uts, ipc, net, cgroup) are then created with one unshare. The cgroup
 //!   namespace is created after the parent wrote our pid into the container's cgroups (the `Go`
 //!   message), so its root is the container's cgroup.
@@ -46,6 +59,8 @@ pub(crate) struct InitPlan {
     pub id_maps: Option<(String, String)>,
     /// Namespaces the child joins, in order.
     pub joins: Vec<(OwnedFd, CloneFlags)>,
+    /// The pod's user namespace, joined late (see the module doc); also what id-maps mounts.
+    pub user_join: Option<OwnedFd>,
     /// Namespaces the child creates after the joins.
     pub unshare: CloneFlags,
     /// (key, /proc/sys path, value).
@@ -122,7 +137,7 @@ impl InitPlan {
 
         let mut seen = CloneFlags::empty();
         let (mut clone_flags, mut unshare) = (CloneFlags::empty(), CloneFlags::empty());
-        let (mut pid_join, mut joins) = (None, Vec::new());
+        let (mut pid_join, mut joins, mut user_join) = (None, Vec::new(), None);
         for ns in &namespaces {
             let flag = ns_flag(ns.typ());
             if seen.contains(flag) {
@@ -139,6 +154,7 @@ impl InitPlan {
                     ));
                 }
                 (LinuxNamespaceType::Pid, Some(p)) => pid_join = Some(open_ns(p)?),
+                (LinuxNamespaceType::User, Some(p)) => user_join = Some(open_ns(p)?),
                 (LinuxNamespaceType::Pid | LinuxNamespaceType::User, None) => clone_flags |= flag,
                 (_, Some(p)) => joins.push((open_ns(p)?, flag)),
                 (_, None) => unshare |= flag,
@@ -147,9 +163,6 @@ impl InitPlan {
         if !seen.contains(CloneFlags::CLONE_NEWNS) {
             return Err(spec_err("the spec must ask for a mount namespace"));
         }
-        // The user namespace first: it owns the others we join.
-        joins.sort_by_key(|(_, f)| *f != CloneFlags::CLONE_NEWUSER);
-
         let new_userns = clone_flags.contains(CloneFlags::CLONE_NEWUSER);
         let id_maps = if new_userns {
             Some((
@@ -184,15 +197,34 @@ impl InitPlan {
             .map(seccomp::compile)
             .transpose()
             .map_err(LaunchError::Spec)?;
-        let host = HostFacts::probe(host_netns, new_userns);
+        let mut host = HostFacts::probe(host_netns, new_userns);
+        if user_join.is_some() {
+            let maps = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, what| {
+                m.filter(|m| !m.is_empty()).cloned().ok_or_else(|| {
+                    spec_err(format!(
+                        "joining a user namespace needs its {what} mappings in the spec"
+                    ))
+                })
+            };
+            host.userns = Some(mount_plan::IdMaps::from_oci(
+                &maps(linux.and_then(|l| l.uid_mappings().as_ref()), "uid")?,
+                &maps(linux.and_then(|l| l.gid_mappings().as_ref()), "gid")?,
+            ));
+        }
         let mut rootfs = mount_plan::plan(spec, &config.rootfs, &config.cgroup_procs, &host)?;
         let user = proc_spec.user();
-        rootfs.cwd = Some((proc_spec.cwd().clone(), user.uid(), user.gid()));
+        // The cwd is created while the init is still host root: owned by the user's host ids.
+        let (cwd_uid, cwd_gid) = match &host.userns {
+            Some(maps) => maps.to_host(user.uid(), user.gid())?,
+            None => (user.uid(), user.gid()),
+        };
+        rootfs.cwd = Some((proc_spec.cwd().clone(), cwd_uid, cwd_gid));
         Ok(InitPlan {
             pid_join,
             clone_flags,
             id_maps,
             joins,
+            user_join,
             unshare,
             sysctls,
             oom_score_adj: proc_spec.oom_score_adj(),
@@ -240,9 +272,16 @@ pub(crate) fn setup<S: Syscall>(sys: &S, plan: &InitPlan) -> Result<(), Failure>
             Err(e) => return Err(at("oom_score_adj")(e)),
         }
     }
-    mounts::setup_rootfs(sys, &plan.rootfs)?;
+    let userns = plan.user_join.as_ref().map(|fd| fd.as_fd());
+    mounts::setup_rootfs(sys, &plan.rootfs, userns)?;
     if let Some(h) = &plan.hostname {
         sys.sethostname(h).map_err(at("sethostname"))?;
+    }
+    if let Some(fd) = userns {
+        sys.setns(fd, CloneFlags::CLONE_NEWUSER)
+            .map_err(at("join user namespace"))?;
+        sys.unshare(CloneFlags::CLONE_NEWNS)
+            .map_err(at("unshare mount namespace in the user namespace"))?;
     }
     process::apply(sys, &plan.process, plan.seccomp.as_ref())
 }

@@ -294,7 +294,11 @@ impl Runtime {
             ipc_ns: (!pod_ns.host_ipc).then(|| ns_path("ipc")).flatten(),
             uts_ns: (!pod_ns.host_network).then(|| ns_path("uts")).flatten(),
             pid_ns: (!pod_ns.host_pid).then(|| ns_path("pid")).flatten(),
-            user_ns: None,
+            // pod-init created the pod's user namespace (hostUsers: false) before the others.
+            user_ns: crate::spec::pod_userns_maps(sandbox_config)
+                .ok()
+                .flatten()
+                .and_then(|_| ns_path("user")),
             hostname_file: Some(pod_files.hostname()),
             hosts_file: Some(pod_files.hosts()),
             resolv_conf_file: Some(pod_files.resolv_conf()),

@@ -150,6 +150,17 @@ impl Runtime {
         let ns = PodNamespaces::of(&config);
         let files = PodFiles::new(self.pod_dir(&id));
         let result = async {
+            let userns = crate::spec::pod_userns_maps(&config)
+                .map_err(|e| PodError::InvalidArgument(e.to_string()))?;
+            if userns.is_some() && (ns.host_network || ns.host_ipc || ns.host_pid) {
+                // Kubernetes refuses hostUsers: false with host namespaces, as we do: those
+                // namespaces are owned by the host's user namespace.
+                return Err(PodError::InvalidArgument(
+                    "a pod with its own user namespace cannot share the host's network, IPC or \
+                     pid namespace"
+                        .into(),
+                ));
+            }
             files.create(&config, ns.host_ipc)?;
             let hostname =
                 (!ns.host_network && !config.hostname.is_empty()).then(|| config.hostname.clone());
@@ -161,6 +172,7 @@ impl Runtime {
                 // hostPID); containers with pid mode POD join it, CONTAINER ones get their own.
                 new_pid: !ns.host_pid,
                 hostname,
+                userns: userns.map(|(uids, gids)| crate::podinit::UsernsMaps { uids, gids }),
             };
             let pid = crate::podinit::spawn(&self.binary, &init).await?;
             let cgroup_parent = config

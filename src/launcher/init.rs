@@ -628,6 +628,143 @@ mod tests {
         );
     }
 
+    /// The spec of [`spec`] joining a pod user namespace (0 -> 100000, 65536) and its net
+    /// namespace, with an id-mapped bind mount.
+    fn userns_spec() -> Spec {
+        use oci_spec::runtime::LinuxIdMappingBuilder;
+        let map = vec![
+            LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(100_000u32)
+                .size(65_536u32)
+                .build()
+                .unwrap(),
+        ];
+        let mut s = spec(Some("/proc/self/ns/net"), true);
+        let mut linux = s.linux().clone().unwrap();
+        let mut namespaces = linux.namespaces().clone().unwrap();
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::User)
+                .path("/proc/self/ns/user")
+                .build()
+                .unwrap(),
+        );
+        linux.set_namespaces(Some(namespaces));
+        linux.set_uid_mappings(Some(map.clone()));
+        linux.set_gid_mappings(Some(map.clone()));
+        s.set_linux(Some(linux));
+        let mut mounts = s.mounts().clone().unwrap();
+        let mut vol = mount("/vol", "bind", "/tmp", &["rbind"]);
+        vol.set_uid_mappings(Some(map.clone()));
+        vol.set_gid_mappings(Some(map));
+        mounts.push(vol);
+        s.set_mounts(Some(mounts));
+        s
+    }
+
+    #[test]
+    fn pod_user_namespace_is_joined_after_the_privileged_filesystem_setup() {
+        let plan = InitPlan::build(&config(userns_spec())).unwrap();
+        assert!(plan.user_join.is_some());
+        assert_eq!(
+            plan.clone_flags,
+            CloneFlags::CLONE_NEWPID,
+            "user: joined, not cloned"
+        );
+        assert_eq!(plan.rootfs.root_ids, Some((100_000, 100_000)));
+        let sys = FakeSys {
+            files: [PathBuf::from("/proc/kcore")].into(),
+            ..Default::default()
+        };
+        setup(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        let r = "/run/c1/rootfs";
+        let pos = |p: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(p))
+                .unwrap_or_else(|| panic!("no {p:?} in {calls:#?}"))
+        };
+        // Host root first: other namespaces, upper/work handed to the mapped root, each layer
+        // id-mapped in place, then the overlay over them.
+        let order = [
+            "setns CLONE_NEWNET",
+            "unshare CLONE_NEWNS",
+            "chown /c1/upper 100000:100000",
+            "chown /c1/work 100000:100000",
+            "idmap_mount /layers/2 /layers/2 recursive=false",
+            "idmap_mount /layers/1 /layers/1 recursive=false",
+            "mount overlay",
+            &format!("mount proc {r}/proc"),
+            &format!("idmap_mount /tmp {r}/vol recursive=true"),
+            &format!("mknod {r}/dev/null"),
+            &format!("chown {r}/dev/null 100000:100000"),
+            "pivot_root",
+            "mount - / - MS_RDONLY | MS_REMOUNT | MS_BIND",
+            "sethostname box",
+            // Then the pod's user namespace and a mount namespace it owns.
+            "setns CLONE_NEWUSER",
+            "unshare CLONE_NEWNS",
+            "setrlimit",
+            "setresuid 0",
+            "seccomp",
+        ];
+        let mut last = 0;
+        for step in order {
+            let at = calls[last..]
+                .iter()
+                .position(|c| c.starts_with(step))
+                .map(|i| i + last)
+                .unwrap_or_else(|| panic!("{step:?} not after call {last} in {calls:#?}"));
+            last = at + 1;
+        }
+        // The /dev tmpfs belongs to the container's root.
+        assert!(
+            calls[pos(&format!("mount tmpfs {r}/dev tmpfs"))].contains("uid=100000,gid=100000"),
+            "{calls:#?}"
+        );
+        // No plain bind for the id-mapped volume.
+        let plain = format!("mount /tmp {r}/vol ");
+        assert!(!calls.iter().any(|c| c.starts_with(&plain)), "{calls:#?}");
+    }
+
+    #[test]
+    fn idmapped_mounts_need_the_pod_user_namespace_and_its_maps() {
+        use oci_spec::runtime::LinuxIdMappingBuilder;
+        // Without a user namespace to join.
+        let mut s = spec(None, true);
+        let mut mounts = s.mounts().clone().unwrap();
+        let other = vec![
+            LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(200_000u32)
+                .size(10u32)
+                .build()
+                .unwrap(),
+        ];
+        let mut vol = mount("/vol", "bind", "/tmp", &["rbind"]);
+        vol.set_uid_mappings(Some(other.clone()));
+        vol.set_gid_mappings(Some(other.clone()));
+        mounts.push(vol.clone());
+        s.set_mounts(Some(mounts));
+        let err = InitPlan::build(&config(s)).unwrap_err();
+        assert!(err.to_string().contains("user namespace"), "{err}");
+        // With other maps than the pod's.
+        let mut s = userns_spec();
+        let mut mounts = s.mounts().clone().unwrap();
+        mounts.pop();
+        vol.set_destination("/vol2".into());
+        mounts.push(vol);
+        s.set_mounts(Some(mounts));
+        let err = InitPlan::build(&config(s)).unwrap_err();
+        assert!(err.to_string().contains("other than"), "{err}");
+        assert_eq!(
+            crate::error::Classify::kind(&err),
+            crate::error::ErrorKind::InvalidArgument
+        );
+    }
+
     #[test]
     fn refused_oom_score_adj_is_only_a_warning_but_other_failures_name_the_step() {
         let plan = InitPlan::build(&config(spec(None, true))).unwrap();

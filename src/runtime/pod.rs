@@ -161,6 +161,14 @@ impl Runtime {
                         .into(),
                 ));
             }
+            if userns.is_some() && !super::handlers::is_default(&runtime_handler) {
+                // Status does not claim user namespaces for OCI runtime handlers: the rootfs
+                // strata prepares for them is not id-mapped.
+                return Err(PodError::InvalidArgument(format!(
+                    "runtime handler `{runtime_handler}` does not support pod user namespaces; \
+                     use the default handler"
+                )));
+            }
             files.create(&config, ns.host_ipc)?;
             let hostname =
                 (!ns.host_network && !config.hostname.is_empty()).then(|| config.hostname.clone());

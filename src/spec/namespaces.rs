@@ -362,4 +362,83 @@ mod tests {
         f.make_privileged();
         assert_eq!(find(&nss(&f), LinuxNamespaceType::Cgroup), None);
     }
+
+    fn pod_with(u: Option<cri::UserNamespace>) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        userns_options: u,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn m(container_id: u32, host_id: u32, length: u32) -> cri::IdMapping {
+        cri::IdMapping {
+            host_id,
+            container_id,
+            length,
+        }
+    }
+
+    #[test]
+    fn pod_userns_maps_are_validated() {
+        let pod = |mode: NamespaceMode, uids: Vec<cri::IdMapping>, gids: Vec<cri::IdMapping>| {
+            pod_with(Some(cri::UserNamespace {
+                mode: mode as i32,
+                uids,
+                gids,
+            }))
+        };
+        assert_eq!(pod_userns_maps(&pod_with(None)).unwrap(), None);
+        assert_eq!(
+            pod_userns_maps(&pod(NamespaceMode::Node, vec![], vec![])).unwrap(),
+            None
+        );
+        let ok = pod(
+            NamespaceMode::Pod,
+            vec![m(0, 100_000, 65_536)],
+            vec![m(0, 100_000, 1), m(1, 300_000, 10)],
+        );
+        assert_eq!(
+            pod_userns_maps(&ok).unwrap(),
+            Some((
+                vec![(0, 100_000, 65_536)],
+                vec![(0, 100_000, 1), (1, 300_000, 10)]
+            ))
+        );
+        let bad = [
+            pod(NamespaceMode::Pod, vec![], vec![m(0, 1, 1)]),
+            pod(NamespaceMode::Pod, vec![m(1, 100_000, 5)], vec![m(0, 1, 1)]),
+            pod(NamespaceMode::Pod, vec![m(0, 100_000, 0)], vec![m(0, 1, 1)]),
+            pod(
+                NamespaceMode::Pod,
+                vec![m(0, u32::MAX, 2)],
+                vec![m(0, 1, 1)],
+            ),
+            pod(
+                NamespaceMode::Pod,
+                vec![m(0, 100_000, 10), m(5, 200_000, 10)],
+                vec![m(0, 1, 1)],
+            ),
+            pod(
+                NamespaceMode::Pod,
+                vec![m(0, 100_000, 10), m(20, 100_005, 10)],
+                vec![m(0, 1, 1)],
+            ),
+            pod(NamespaceMode::Container, vec![m(0, 1, 1)], vec![m(0, 1, 1)]),
+            pod(NamespaceMode::Target, vec![m(0, 1, 1)], vec![m(0, 1, 1)]),
+            pod(NamespaceMode::Node, vec![m(0, 1, 1)], vec![]),
+        ];
+        for (i, p) in bad.iter().enumerate() {
+            let err = pod_userns_maps(p).unwrap_err();
+            assert!(matches!(err, SpecError::InvalidArgument(_)), "{i}: {err}");
+        }
+    }
 }

@@ -240,6 +240,27 @@ async fn pod_user_namespace_end_to_end() {
     assert!(lines[1].contains("No such file"), "{}", ran.stdout);
     assert_eq!(lines[2], "0", "{}", ran.stdout);
 
+    // A non-root user: its missing working directory is created for it, its files are its own.
+    let mut c3 = in_userns(
+        pod.sh(
+            "c3",
+            &image,
+            "id -u; stat -c %u .; touch f && stat -c %u:%g f",
+        ),
+        cri::NamespaceMode::Pod,
+    );
+    c3.working_dir = "/home/u1000/work".into();
+    let c3 = with_security(c3, |sc| {
+        sc.run_as_user = Some(cri::Int64Value { value: 1000 });
+        sc.run_as_group = Some(cri::Int64Value { value: 1000 });
+    });
+    let ran = pod.run_ok(c3).await;
+    assert_eq!(ran.stdout, "1000\n1000\n1000:1000\n", "{ran:#?}");
+    let (_, info) = pod.status_verbose(&ran.id).await;
+    let upper = PathBuf::from(info["upperDir"].as_str().expect("upperDir"));
+    let f = std::fs::metadata(upper.join("home/u1000/work/f")).unwrap();
+    assert_eq!((f.uid(), f.gid()), (HOST_BASE + 1000, HOST_BASE + 1000));
+
     pod.stop(&id, 0).await.unwrap();
     drop(pod);
     // The shared layers: byte for byte, owners and modes unchanged.

@@ -174,6 +174,15 @@ async fn pod_user_namespace_end_to_end() {
     .await;
     let err = support::cri::stream(&pod.log("c1"), "stderr");
     let log = format!("{log}\nstderr: {err}");
+    // The container was cloned from the pinned template mount namespace (daemon state dir is
+    // <tmp>/state next to <tmp>/root), not from the host's.
+    let pin = env.daemon.root().with_file_name("state").join("mntns");
+    assert!(
+        strata::launcher::mntns_template_pinned(&pin),
+        "no template at {}: {}",
+        pin.display(),
+        support::cri::tail(&env.daemon.log())
+    );
     let lines: Vec<&str> = log.lines().collect();
     let words = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
     assert_eq!(words(lines[0]), "0 100000 65536", "{log}");

@@ -61,6 +61,11 @@ pub(crate) struct InitPlan {
     pub joins: Vec<(OwnedFd, CloneFlags)>,
     /// The pod's user namespace, joined late (see the module doc); also what id-maps mounts.
     pub user_join: Option<OwnedFd>,
+    /// Cloning from the template mount namespace (`template.rs`): (template, ours to return to).
+    pub clone_ns: Option<(OwnedFd, OwnedFd)>,
+    /// With `clone_ns`: each bind mount's source as a detached mount, by index in
+    /// `rootfs.mounts`.
+    pub bind_trees: Vec<Option<OwnedFd>>,
     /// Namespaces the child creates after the joins.
     pub unshare: CloneFlags,
     /// (key, /proc/sys path, value).
@@ -219,12 +224,30 @@ impl InitPlan {
             None => (user.uid(), user.gid()),
         };
         rootfs.cwd = Some((proc_spec.cwd().clone(), cwd_uid, cwd_gid));
+        let (mut clone_ns, mut bind_trees) = (None, Vec::new());
+        if let Some(template) = &config.clone_mntns {
+            clone_ns = Some((open_ns(template)?, open_ns(Path::new("/proc/self/ns/mnt"))?));
+            for m in &rootfs.mounts {
+                bind_trees.push(match &m.kind {
+                    mount_plan::MountKind::Bind {
+                        source, recursive, ..
+                    } => Some(
+                        super::sys::open_tree_clone(source, *recursive).map_err(|e| {
+                            LaunchError::io(format!("opening mount source {}", source.display()), e)
+                        })?,
+                    ),
+                    _ => None,
+                });
+            }
+        }
         Ok(InitPlan {
             pid_join,
             clone_flags,
             id_maps,
             joins,
             user_join,
+            clone_ns,
+            bind_trees,
             unshare,
             sysctls,
             oom_score_adj: proc_spec.oom_score_adj(),
@@ -273,7 +296,7 @@ pub(crate) fn setup<S: Syscall>(sys: &S, plan: &InitPlan) -> Result<(), Failure>
         }
     }
     let userns = plan.user_join.as_ref().map(|fd| fd.as_fd());
-    mounts::setup_rootfs(sys, &plan.rootfs, userns)?;
+    mounts::setup_rootfs(sys, &plan.rootfs, userns, &plan.bind_trees)?;
     if let Some(h) = &plan.hostname {
         sys.sethostname(h).map_err(at("sethostname"))?;
     }
@@ -495,6 +518,7 @@ mod tests {
                 work: "/c1/work".into(),
             },
             cgroup_procs: vec![],
+            clone_mntns: None,
         }
     }
 

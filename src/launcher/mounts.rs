@@ -35,7 +35,7 @@
 //! creates land in the upperdir owned by their host ids (container root -> e.g. 100000).
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
@@ -56,10 +56,13 @@ fn at(step: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Failure {
 
 /// Executes `plan` in the init's new mount namespace (see the module doc for the order).
 /// `userns`: the pod's user namespace the container joins afterwards (id-mapped mounts).
+/// `trees`: per mount of the plan, its source already opened as a detached mount by the parent
+/// (cloning from the template mount namespace, see `template.rs`), attached instead of bound.
 pub(crate) fn setup_rootfs<S: Syscall>(
     sys: &S,
     plan: &RootfsPlan,
     userns: Option<BorrowedFd<'_>>,
+    trees: &[Option<OwnedFd>],
 ) -> Result<(), Failure> {
     sys.umask(0);
     sys.mount(None, Path::new("/"), None, plan.root_propagation, None)
@@ -97,8 +100,9 @@ pub(crate) fn setup_rootfs<S: Syscall>(
     }
     let root = sys.open_root(&plan.rootfs).map_err(at("open rootfs"))?;
 
-    for m in &plan.mounts {
-        mount_one(sys, &root, m, userns)
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let tree = trees.get(i).and_then(|t| t.as_ref()).map(|t| t.as_fd());
+        mount_one(sys, &root, m, userns, tree)
             .map_err(at(format!("mount {}", m.destination.display())))?;
     }
     if let Some(bind) = plan.dev_setup {
@@ -221,6 +225,7 @@ fn mount_one<S: Syscall>(
     root: &Target,
     m: &MountOp,
     userns: Option<BorrowedFd<'_>>,
+    tree: Option<BorrowedFd<'_>>,
 ) -> io::Result<()> {
     let dest = &m.destination;
     match &m.kind {
@@ -243,14 +248,22 @@ fn mount_one<S: Syscall>(
                 bind |= MsFlags::MS_REC;
             }
             match (idmap, userns) {
-                (false, _) => sys.mount(Some(source), &t.path, None, bind, None)?,
-                (true, Some(userns)) => sys.idmap_mount(source, &t.path, userns, *recursive)?,
                 (true, None) => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
                         "an id-mapped mount needs the pod's user namespace",
                     ));
                 }
+                (idmap, userns) => match tree {
+                    Some(tree) => sys.attach_tree(tree, &t.path, userns.filter(|_| *idmap))?,
+                    None if *idmap => sys.idmap_mount(
+                        source,
+                        &t.path,
+                        userns.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?,
+                        *recursive,
+                    )?,
+                    None => sys.mount(Some(source), &t.path, None, bind, None)?,
+                },
             }
             if !flags.is_empty() {
                 let t = sys.resolve(root, dest, Create::No)?;

@@ -347,6 +347,11 @@ impl Runtime {
                     work: paths.work(),
                 },
                 cgroup_procs: cgroup.procs_files(),
+                // The built-in launcher clones from the template mount namespace.
+                clone_mntns: match handler {
+                    None => self.clone_mntns().await,
+                    Some(_) => None,
+                },
             },
             log_path: (!log_path.is_empty()).then(|| PathBuf::from(log_path)),
             tty: config.tty,

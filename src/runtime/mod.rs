@@ -3,6 +3,7 @@
 //! monitor per container, neither of them a child of the daemon, so both outlive it. On start
 //! the daemon reconciles records with what still runs ([`Runtime::recover`]).
 
+mod clone_mntns;
 mod container;
 pub mod exec;
 pub mod handlers;
@@ -43,6 +44,8 @@ pub struct Runtime {
     transitions: tokio::sync::Mutex<()>,
     /// The configured OCI runtime handlers, by name (the default handler is not here).
     handlers: std::collections::BTreeMap<String, handlers::OciHandler>,
+    /// The template mount namespace containers are cloned from (`clone_mntns.rs`).
+    clone_mntns: tokio::sync::OnceCell<Option<PathBuf>>,
 }
 
 impl Runtime {
@@ -61,6 +64,7 @@ impl Runtime {
             host_allows_negative_oom_score_adj: has_cap_sys_resource(),
             transitions: tokio::sync::Mutex::new(()),
             handlers: handlers::probe(config),
+            clone_mntns: tokio::sync::OnceCell::new(),
         })
     }
 

@@ -10,7 +10,8 @@
 //! child sequence and the namespace ordering rules), `mount_plan` (spec -> filesystem plan), `mounts` (its execution),
 //! `rootfs_path` (resolving targets inside the rootfs), `process` (user, caps, rlimits,
 //! no_new_privs, exec lookup), `seccomp` (OCI profile -> BPF; why our own compiler is written
-//! there), `exec` (the exec helper), `sys` (the `Syscall` seam: a real and a recording
+//! there), `exec` (the exec helper), `template` (the small mount namespace inits are cloned
+//! from), `sys` (the `Syscall` seam: a real and a recording
 //! implementation, so the setup order is unit-tested without root), `tests` (root tests and the
 //! re-exec + fork trick that gives them a single-threaded process).
 //!
@@ -18,7 +19,9 @@
 //! 1. check single-threaded; build and validate the whole plan (bad spec -> `Spec` error, nothing
 //!    cloned), compile seccomp, open the namespace files to join;
 //! 2. join the spec's pid namespace if it has a path (affects children only);
-//! 3. socketpair (CLOEXEC); clone3(CLONE_PIDFD [| CLONE_NEWPID] [| CLONE_NEWUSER]);
+//! 3. socketpair (CLOEXEC); with `clone_mntns`, setns into the template mount namespace (its
+//!    bind sources were opened as detached mounts in step 1; `template` says why);
+//!    clone3(CLONE_PIDFD [| CLONE_NEWPID] [| CLONE_NEWUSER]); setns back to our own;
 //! 4. write uid/gid maps (new user ns), write the child's pid into every `cgroup.procs`, send `Go`;
 //! 5. wait for `Ready` (or an `Error { step, message }`, then reap and return `Init`).
 //!

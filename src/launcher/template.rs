@@ -48,12 +48,34 @@ pub fn template_main(pin: &Path, keep: &[PathBuf]) -> ! {
 }
 
 pub(crate) fn run(pin: &Path, keep: &[PathBuf]) -> Result<(), String> {
+    // The kernel refuses to pin a mount namespace whose id is not above ours (its guard
+    // against namespace loops); on 6.18 ids are not always given in creation order, so a
+    // template made from a namespace other than the host's may get a lower one: try again.
+    let mut last = String::new();
+    for _ in 0..8 {
+        match run_once(pin, keep) {
+            Err(Pin::Einval(e)) => last = e,
+            Err(Pin::Other(e)) => return Err(e),
+            Ok(()) => return Ok(()),
+        }
+    }
+    Err(last)
+}
+
+enum Pin {
+    Einval(String),
+    Other(String),
+}
+
+fn run_once(pin: &Path, keep: &[PathBuf]) -> Result<(), Pin> {
     let root = pin.with_extension("root");
-    std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
-    let (read_end, write_end) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let other = Pin::Other;
+    std::fs::create_dir_all(&root)
+        .map_err(|e| other(format!("creating {}: {e}", root.display())))?;
+    let (read_end, write_end) = nix::unistd::pipe().map_err(|e| other(format!("pipe: {e}")))?;
     // SAFETY: this helper is single-threaded; the child builds the namespace and waits.
     match unsafe { nix::unistd::fork() } {
-        Err(e) => Err(format!("fork: {e}")),
+        Err(e) => Err(other(format!("fork: {e}"))),
         Ok(ForkResult::Child) => {
             drop(read_end);
             let mut out = std::fs::File::from(write_end);
@@ -81,18 +103,44 @@ pub(crate) fn run(pin: &Path, keep: &[PathBuf]) -> Result<(), String> {
     }
 }
 
-fn pin_child(from_child: OwnedFd, child: i32, pin: &Path) -> Result<(), String> {
+fn pin_child(from_child: OwnedFd, child: i32, pin: &Path) -> Result<(), Pin> {
     let mut answer = String::new();
     std::fs::File::from(from_child)
         .read_to_string(&mut answer)
-        .map_err(|e| format!("reading the builder's answer: {e}"))?;
+        .map_err(|e| Pin::Other(format!("reading the builder's answer: {e}")))?;
     if answer != "k" {
-        return Err(format!("building the template mount namespace: {answer}"));
+        return Err(Pin::Other(format!(
+            "building the template mount namespace: {answer}"
+        )));
     }
-    std::fs::File::create(pin).map_err(|e| format!("creating {}: {e}", pin.display()))?;
+    std::fs::File::create(pin)
+        .map_err(|e| Pin::Other(format!("creating {}: {e}", pin.display())))?;
     let ns = PathBuf::from(format!("/proc/{child}/ns/mnt"));
-    mount(Some(&ns), pin, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|e| format!("pinning {} at {}: {e}", ns.display(), pin.display()))
+    mount(Some(&ns), pin, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| {
+        let wrap = if e == nix::errno::Errno::EINVAL {
+            Pin::Einval
+        } else {
+            Pin::Other
+        };
+        wrap(format!(
+            "pinning {} (id {:?}) at {} (our mount namespace: id {:?}): {e}",
+            ns.display(),
+            mntns_id(&ns),
+            pin.display(),
+            mntns_id(Path::new("/proc/self/ns/mnt"))
+        ))
+    })
+}
+
+/// The id of a mount namespace (ioctl NS_GET_MNTNS_ID), for error messages.
+fn mntns_id(path: &Path) -> Option<u64> {
+    use std::os::fd::AsRawFd as _;
+    const NS_GET_MNTNS_ID: libc::c_ulong = 0x8008_b705;
+    let f = std::fs::File::open(path).ok()?;
+    let mut id: u64 = 0;
+    // SAFETY: NS_GET_MNTNS_ID writes one u64 into `id`, which outlives the call.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_MNTNS_ID, &mut id as *mut u64) };
+    (rc == 0).then_some(id)
 }
 
 /// The deepest mount point holding `path`, from /proc/self/mountinfo (mount points are field 5,

@@ -130,6 +130,16 @@ fn prepare(s: &Scenario) -> InitConfig {
         return config;
     }
     let dir = s.result.parent().expect("scenario dir").to_path_buf();
+    if s.template {
+        // Made from the host's mount namespace (the test unmounts the pin), before the extra
+        // mounts, which it must not hold.
+        let pin = dir.join("mntns");
+        super::template::run(&pin, std::slice::from_ref(&dir)).expect("template");
+        // A copied mount namespace leaves pinned mount namespaces out (no loops): keep it open
+        // and name it through /proc/self/fd.
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(std::fs::File::open(&pin).expect("pin"));
+        config.clone_mntns = Some(format!("/proc/self/fd/{fd}").into());
+    }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
     nix::mount::mount(
         None::<&str>,
@@ -152,11 +162,6 @@ fn prepare(s: &Scenario) -> InitConfig {
             Some("size=64k"),
         )
         .expect("mount tmpfs");
-    }
-    if s.template {
-        let pin = dir.join("mntns");
-        super::template::run(&pin, std::slice::from_ref(&dir)).expect("template");
-        config.clone_mntns = Some(pin);
     }
     config
 }
@@ -886,6 +891,14 @@ fn clone_from_template_with_1000_host_mounts() {
         .build()
         .unwrap();
     let spec = f.spec(p, false, false, vec![data]);
+    /// Unmounts the template's pin (made in the host's mount namespace) at the end.
+    struct Pinned(PathBuf);
+    impl Drop for Pinned {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _pinned = Pinned(f.dir.path().join("mntns"));
     let mut cpu = Vec::new();
     for template in [false, true] {
         let scenario = Scenario {

@@ -40,6 +40,16 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Internal: builds and pins the small mount namespace containers are cloned from.
+    #[command(hide = true)]
+    MntnsTemplate {
+        /// Where the namespace is pinned (a bind mount of its nsfs file).
+        #[arg(long)]
+        pin: PathBuf,
+        /// Directories whose mounts the namespace must hold (the daemon's root and state).
+        #[arg(long)]
+        keep: Vec<PathBuf>,
+    },
     /// Internal: the holder of a pod's namespaces (spawned by the daemon; detaches).
     #[command(hide = true)]
     PodInit {
@@ -81,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // Single-threaded helpers: they fork, so they run before any runtime exists.
         Command::PodInit { config } => strata::podinit::pod_init_main(&config),
         Command::Exec { config } => strata::launcher::exec_main(&config),
+        Command::MntnsTemplate { pin, keep } => strata::launcher::mntns_template_main(&pin, &keep),
         Command::Version => {
             println!(
                 "strata {} (CRI {})",

@@ -70,6 +70,7 @@ async fn new_namespaces_loopback_hostname_reaping_and_sigterm() {
         new_uts: true,
         new_pid: true,
         hostname: Some("strata-test-pod".to_owned()),
+        userns: None,
     };
     let pid = spawn(STRATA.as_ref(), &config).await.expect("pod-init");
     let guard = PodInit(pid);
@@ -165,4 +166,64 @@ async fn bad_config_is_reported() {
     };
     let err = spawn(STRATA.as_ref(), &config).await.unwrap_err();
     assert!(err.to_string().contains("sethostname"), "{err}");
+}
+
+/// The inode of the user namespace owning namespace file `path` (ioctl NS_GET_USERNS).
+fn owner_userns(path: &str) -> u64 {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    use std::os::unix::fs::MetadataExt as _;
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor (checked).
+    let fd = unsafe { libc::ioctl(f.as_raw_fd(), NS_GET_USERNS) };
+    assert!(
+        fd >= 0,
+        "NS_GET_USERNS {path}: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the kernel just returned this descriptor; we own it.
+    let owner = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    owner.metadata().unwrap().ino()
+}
+
+#[tokio::test]
+async fn user_namespace_first_and_owning_the_others() {
+    use std::os::unix::fs::MetadataExt as _;
+    let config = PodInitConfig {
+        new_net: true,
+        new_ipc: true,
+        new_uts: true,
+        new_pid: true,
+        hostname: Some("userns-pod".to_owned()),
+        userns: Some(strata::podinit::UsernsMaps {
+            uids: vec![(0, 100_000, 65_536)],
+            gids: vec![(0, 100_000, 65_536), (65_536, 300_000, 10)],
+        }),
+    };
+    let pid = spawn(STRATA.as_ref(), &config).await.expect("pod-init");
+    let _guard = PodInit(pid);
+    let words = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(words(uid_map), "0 100000 65536");
+    let gid_map = std::fs::read_to_string(format!("/proc/{pid}/gid_map")).unwrap();
+    assert_eq!(words(gid_map), "0 100000 65536 65536 300000 10");
+    // setgroups stays allowed (containers call setgroups(2)), and pod-init is the ns's root.
+    let setgroups = std::fs::read_to_string(format!("/proc/{pid}/setgroups")).unwrap();
+    assert_eq!(setgroups.trim(), "allow");
+    let meta = std::fs::metadata(format!("/proc/{pid}")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (100_000, 100_000));
+    let userns = std::fs::metadata(format!("/proc/{pid}/ns/user"))
+        .unwrap()
+        .ino();
+    let me = std::fs::metadata("/proc/self/ns/user").unwrap().ino();
+    assert_ne!(userns, me);
+    for name in ["net", "ipc", "uts", "pid"] {
+        assert_eq!(
+            owner_userns(&format!("/proc/{pid}/ns/{name}")),
+            userns,
+            "{name} namespace owned by the pod's user namespace"
+        );
+    }
+    let link = nsenter(pid, &["--net"], &["ip", "-o", "link", "show", "lo"]);
+    assert!(link.contains(",UP"), "{link}");
 }

@@ -7,7 +7,11 @@
 //!    joining any: joining the mount namespace changes what /proc shows), skipping namespaces
 //!    identical to ours;
 //! 3. joins the container's cgroups (host paths, so before the mount namespace);
-//! 4. joins the namespaces: user first, then ipc, uts, net, pid, cgroup, and mnt last;
+//! 4. joins the namespaces: ipc, uts, net, pid, cgroup, then user, and mnt last. The helper
+//!    is host root, which may join any namespace; inside a pod's user namespace it could no
+//!    longer join those the host's user namespace owns (a container's own pid and cgroup
+//!    namespaces, see init.rs), so the user namespace comes after them; the container's mount
+//!    namespace is owned by the pod's user namespace and is joined after it;
 //! 5. forks (a joined pid namespace applies to children only); the child applies the same
 //!    process setup as the init ([`super::process::apply`]: rlimits, cwd, user, capabilities,
 //!    no_new_privs, seccomp last) and execs;
@@ -55,12 +59,12 @@ pub struct ExecConfig {
 
 /// The namespaces joined, in order.
 const NAMESPACES: [(&str, CloneFlags); 7] = [
-    ("user", CloneFlags::CLONE_NEWUSER),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
     ("pid", CloneFlags::CLONE_NEWPID),
     ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("user", CloneFlags::CLONE_NEWUSER),
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 

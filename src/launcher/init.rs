@@ -6,9 +6,22 @@
 //!   clone: setns(CLONE_NEWPID) only affects children, and the monitor is a dedicated process.
 //!   A new pid namespace (and a new user namespace) is created by the clone itself, so the init
 //!   is PID 1 of it.
-//! - In the child, namespaces with a path are joined before any new one is created: the user
-//!   namespace first (it grants the capabilities needed to join the others it owns), then ipc,
-//!   uts, net, cgroup. Joining a mount or time namespace is refused.
+//! - In the child, namespaces with a path are joined before any new one is created: ipc, uts,
+//!   net, cgroup. Joining a mount or time namespace is refused.
+//! - A user namespace with a path (the pod's, `hostUsers: false`) is joined *late*: after the
+//!   whole filesystem setup and the hostname, right before the process setup. Until then the
+//!   init is host root, which it needs for: id-mapped mounts (mount_setattr(MOUNT_ATTR_IDMAP)
+//!   needs CAP_SYS_ADMIN over the layers' filesystem, i.e. in the host's user namespace); the
+//!   overlay (mounted from the host's user namespace so it honours the layers'
+//!   `trusted.overlay.*` xattrs); proc when the container has its own pid namespace (created by
+//!   our clone, so owned by the host's user namespace, which refuses a proc mount from inside
+//!   the pod's); mknod of the default devices; sysfs, cgroup, mqueue. Host root may join every
+//!   namespace (the host's user namespace owns all others), the reverse is not true, hence user
+//!   last. Right after joining it, the init unshares a new mount namespace: owned by the pod's
+//!   user namespace, it lets the container's root mount (tmpfs...) there, while every mount
+//!   made so far is locked (cannot be unmounted or made writable from inside). The container's
+//!   new uts/ipc/cgroup namespaces (not Kubernetes' case: uts/ipc/net come from the pod, whose
+//!   namespaces pod-init created inside the pod's user namespace) stay owned by the host's.
 //! - The new ones (mount, uts, ipc, net, cgroup) are then created with one unshare. The cgroup
 //!   namespace is created after the parent wrote our pid into the container's cgroups (the `Go`
 //!   message), so its root is the container's cgroup.
@@ -52,6 +65,13 @@ pub(crate) struct InitPlan {
     pub id_maps: Option<(String, String)>,
     /// Namespaces the child joins, in order.
     pub joins: Vec<(OwnedFd, CloneFlags)>,
+    /// The pod's user namespace, joined late (see the module doc); also what id-maps mounts.
+    pub user_join: Option<OwnedFd>,
+    /// Cloning from the template mount namespace (`template.rs`): (template, ours to return to).
+    pub clone_ns: Option<(OwnedFd, OwnedFd)>,
+    /// With `clone_ns`: each bind mount's source as a detached mount, by index in
+    /// `rootfs.mounts`.
+    pub bind_trees: Vec<Option<OwnedFd>>,
     /// Namespaces the child creates after the joins.
     pub unshare: CloneFlags,
     /// (key, /proc/sys path, value).
@@ -128,7 +148,7 @@ impl InitPlan {
 
         let mut seen = CloneFlags::empty();
         let (mut clone_flags, mut unshare) = (CloneFlags::empty(), CloneFlags::empty());
-        let (mut pid_join, mut joins) = (None, Vec::new());
+        let (mut pid_join, mut joins, mut user_join) = (None, Vec::new(), None);
         for ns in &namespaces {
             let flag = ns_flag(ns.typ());
             if seen.contains(flag) {
@@ -145,6 +165,7 @@ impl InitPlan {
                     ));
                 }
                 (LinuxNamespaceType::Pid, Some(p)) => pid_join = Some(open_ns(p)?),
+                (LinuxNamespaceType::User, Some(p)) => user_join = Some(open_ns(p)?),
                 (LinuxNamespaceType::Pid | LinuxNamespaceType::User, None) => clone_flags |= flag,
                 (_, Some(p)) => joins.push((open_ns(p)?, flag)),
                 (_, None) => unshare |= flag,
@@ -153,9 +174,6 @@ impl InitPlan {
         if !seen.contains(CloneFlags::CLONE_NEWNS) {
             return Err(spec_err("the spec must ask for a mount namespace"));
         }
-        // The user namespace first: it owns the others we join.
-        joins.sort_by_key(|(_, f)| *f != CloneFlags::CLONE_NEWUSER);
-
         let new_userns = clone_flags.contains(CloneFlags::CLONE_NEWUSER);
         let id_maps = if new_userns {
             Some((
@@ -194,10 +212,44 @@ impl InitPlan {
         } else {
             crate::cgroups::self_join_split(&config.cgroup_procs)
         };
-        let host = HostFacts::probe(host_netns, new_userns);
+        let mut host = HostFacts::probe(host_netns, new_userns);
+        if user_join.is_some() {
+            let maps = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, what| {
+                m.filter(|m| !m.is_empty()).cloned().ok_or_else(|| {
+                    spec_err(format!(
+                        "joining a user namespace needs its {what} mappings in the spec"
+                    ))
+                })
+            };
+            host.userns = Some(mount_plan::IdMaps::from_oci(
+                &maps(linux.and_then(|l| l.uid_mappings().as_ref()), "uid")?,
+                &maps(linux.and_then(|l| l.gid_mappings().as_ref()), "gid")?,
+            ));
+        }
         let mut rootfs = mount_plan::plan(spec, &config.rootfs, &config.cgroup_procs, &host)?;
         let user = proc_spec.user();
-        rootfs.cwd = Some((proc_spec.cwd().clone(), user.uid(), user.gid()));
+        // The cwd is created while the init is still host root: owned by the user's host ids.
+        let (cwd_uid, cwd_gid) = match &host.userns {
+            Some(maps) => maps.to_host(user.uid(), user.gid())?,
+            None => (user.uid(), user.gid()),
+        };
+        rootfs.cwd = Some((proc_spec.cwd().clone(), cwd_uid, cwd_gid));
+        let (mut clone_ns, mut bind_trees) = (None, Vec::new());
+        if let Some(template) = &config.clone_mntns {
+            clone_ns = Some((open_ns(template)?, open_ns(Path::new("/proc/self/ns/mnt"))?));
+            for m in &rootfs.mounts {
+                bind_trees.push(match &m.kind {
+                    mount_plan::MountKind::Bind {
+                        source, recursive, ..
+                    } => Some(
+                        super::sys::open_tree_clone(source, *recursive).map_err(|e| {
+                            LaunchError::io(format!("opening mount source {}", source.display()), e)
+                        })?,
+                    ),
+                    _ => None,
+                });
+            }
+        }
         Ok(InitPlan {
             pid_join,
             cgroup_tasks,
@@ -205,6 +257,9 @@ impl InitPlan {
             clone_flags,
             id_maps,
             joins,
+            user_join,
+            clone_ns,
+            bind_trees,
             unshare,
             sysctls,
             oom_score_adj: proc_spec.oom_score_adj(),
@@ -259,9 +314,16 @@ pub(crate) fn setup<S: Syscall>(sys: &S, plan: &InitPlan) -> Result<(), Failure>
             Err(e) => return Err(at("oom_score_adj")(e)),
         }
     }
-    mounts::setup_rootfs(sys, &plan.rootfs)?;
+    let userns = plan.user_join.as_ref().map(|fd| fd.as_fd());
+    mounts::setup_rootfs(sys, &plan.rootfs, userns, &plan.bind_trees)?;
     if let Some(h) = &plan.hostname {
         sys.sethostname(h).map_err(at("sethostname"))?;
+    }
+    if let Some(fd) = userns {
+        sys.setns(fd, CloneFlags::CLONE_NEWUSER)
+            .map_err(at("join user namespace"))?;
+        sys.unshare(CloneFlags::CLONE_NEWNS)
+            .map_err(at("unshare mount namespace in the user namespace"))?;
     }
     process::apply(sys, &plan.process, plan.seccomp.as_ref())
 }
@@ -475,6 +537,7 @@ mod tests {
                 work: "/c1/work".into(),
             },
             cgroup_procs: vec![],
+            clone_mntns: None,
         }
     }
 
@@ -605,6 +668,143 @@ mod tests {
                 "prctl NO_NEW_PRIVS 1",
                 "seccomp len=7 flags=0",
             ]
+        );
+    }
+
+    /// The spec of [`spec`] joining a pod user namespace (0 -> 100000, 65536) and its net
+    /// namespace, with an id-mapped bind mount.
+    fn userns_spec() -> Spec {
+        use oci_spec::runtime::LinuxIdMappingBuilder;
+        let map = vec![
+            LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(100_000u32)
+                .size(65_536u32)
+                .build()
+                .unwrap(),
+        ];
+        let mut s = spec(Some("/proc/self/ns/net"), true);
+        let mut linux = s.linux().clone().unwrap();
+        let mut namespaces = linux.namespaces().clone().unwrap();
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::User)
+                .path("/proc/self/ns/user")
+                .build()
+                .unwrap(),
+        );
+        linux.set_namespaces(Some(namespaces));
+        linux.set_uid_mappings(Some(map.clone()));
+        linux.set_gid_mappings(Some(map.clone()));
+        s.set_linux(Some(linux));
+        let mut mounts = s.mounts().clone().unwrap();
+        let mut vol = mount("/vol", "bind", "/tmp", &["rbind"]);
+        vol.set_uid_mappings(Some(map.clone()));
+        vol.set_gid_mappings(Some(map));
+        mounts.push(vol);
+        s.set_mounts(Some(mounts));
+        s
+    }
+
+    #[test]
+    fn pod_user_namespace_is_joined_after_the_privileged_filesystem_setup() {
+        let plan = InitPlan::build(&config(userns_spec())).unwrap();
+        assert!(plan.user_join.is_some());
+        assert_eq!(
+            plan.clone_flags,
+            CloneFlags::CLONE_NEWPID,
+            "user: joined, not cloned"
+        );
+        assert_eq!(plan.rootfs.root_ids, Some((100_000, 100_000)));
+        let sys = FakeSys {
+            files: [PathBuf::from("/proc/kcore")].into(),
+            ..Default::default()
+        };
+        setup(&sys, &plan).unwrap();
+        let calls = sys.calls();
+        let r = "/run/c1/rootfs";
+        let pos = |p: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(p))
+                .unwrap_or_else(|| panic!("no {p:?} in {calls:#?}"))
+        };
+        // Host root first: other namespaces, upper/work handed to the mapped root, each layer
+        // id-mapped in place, then the overlay over them.
+        let order = [
+            "setns CLONE_NEWNET",
+            "unshare CLONE_NEWNS",
+            "chown /c1/upper 100000:100000",
+            "chown /c1/work 100000:100000",
+            "idmap_mount /layers/2 /layers/2 recursive=false",
+            "idmap_mount /layers/1 /layers/1 recursive=false",
+            "mount overlay",
+            &format!("mount proc {r}/proc"),
+            &format!("idmap_mount /tmp {r}/vol recursive=true"),
+            &format!("mknod {r}/dev/null"),
+            &format!("chown {r}/dev/null 100000:100000"),
+            "pivot_root",
+            "mount - / - MS_RDONLY | MS_REMOUNT | MS_BIND",
+            "sethostname box",
+            // Then the pod's user namespace and a mount namespace it owns.
+            "setns CLONE_NEWUSER",
+            "unshare CLONE_NEWNS",
+            "setrlimit",
+            "setresuid 0",
+            "seccomp",
+        ];
+        let mut last = 0;
+        for step in order {
+            let at = calls[last..]
+                .iter()
+                .position(|c| c.starts_with(step))
+                .map(|i| i + last)
+                .unwrap_or_else(|| panic!("{step:?} not after call {last} in {calls:#?}"));
+            last = at + 1;
+        }
+        // The /dev tmpfs belongs to the container's root.
+        assert!(
+            calls[pos(&format!("mount tmpfs {r}/dev tmpfs"))].contains("uid=100000,gid=100000"),
+            "{calls:#?}"
+        );
+        // No plain bind for the id-mapped volume.
+        let plain = format!("mount /tmp {r}/vol ");
+        assert!(!calls.iter().any(|c| c.starts_with(&plain)), "{calls:#?}");
+    }
+
+    #[test]
+    fn idmapped_mounts_need_the_pod_user_namespace_and_its_maps() {
+        use oci_spec::runtime::LinuxIdMappingBuilder;
+        // Without a user namespace to join.
+        let mut s = spec(None, true);
+        let mut mounts = s.mounts().clone().unwrap();
+        let other = vec![
+            LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(200_000u32)
+                .size(10u32)
+                .build()
+                .unwrap(),
+        ];
+        let mut vol = mount("/vol", "bind", "/tmp", &["rbind"]);
+        vol.set_uid_mappings(Some(other.clone()));
+        vol.set_gid_mappings(Some(other.clone()));
+        mounts.push(vol.clone());
+        s.set_mounts(Some(mounts));
+        let err = InitPlan::build(&config(s)).unwrap_err();
+        assert!(err.to_string().contains("user namespace"), "{err}");
+        // With other maps than the pod's.
+        let mut s = userns_spec();
+        let mut mounts = s.mounts().clone().unwrap();
+        mounts.pop();
+        vol.set_destination("/vol2".into());
+        mounts.push(vol);
+        s.set_mounts(Some(mounts));
+        let err = InitPlan::build(&config(s)).unwrap_err();
+        assert!(err.to_string().contains("other than"), "{err}");
+        assert_eq!(
+            crate::error::Classify::kind(&err),
+            crate::error::ErrorKind::InvalidArgument
         );
     }
 

@@ -10,7 +10,8 @@
 //! child sequence and the namespace ordering rules), `mount_plan` (spec -> filesystem plan), `mounts` (its execution),
 //! `rootfs_path` (resolving targets inside the rootfs), `process` (user, caps, rlimits,
 //! no_new_privs, exec lookup), `seccomp` (OCI profile -> BPF; why our own compiler is written
-//! there), `exec` (the exec helper), `sys` (the `Syscall` seam: a real and a recording
+//! there), `exec` (the exec helper), `template` (the small mount namespace inits are cloned
+//! from), `sys` (the `Syscall` seam: a real and a recording
 //! implementation, so the setup order is unit-tested without root), `tests` (root tests and the
 //! re-exec + fork trick that gives them a single-threaded process).
 //!
@@ -18,7 +19,9 @@
 //! 1. check single-threaded; build and validate the whole plan (bad spec -> `Spec` error, nothing
 //!    cloned), compile seccomp, open the namespace files to join;
 //! 2. join the spec's pid namespace if it has a path (affects children only);
-//! 3. socketpair (CLOEXEC); clone3(CLONE_PIDFD [| CLONE_NEWPID] [| CLONE_NEWUSER]);
+//! 3. socketpair (CLOEXEC); with `clone_mntns`, setns into the template mount namespace (its
+//!    bind sources were opened as detached mounts in step 1; `template` says why);
+//!    clone3(CLONE_PIDFD [| CLONE_NEWPID] [| CLONE_NEWUSER]); setns back to our own;
 //! 4. write uid/gid maps (new user ns), write the child's pid into every `cgroup.procs`, send `Go`;
 //! 5. wait for `Ready` (or an `Error { step, message }`, then reap and return `Init`).
 //!
@@ -36,6 +39,7 @@ mod process;
 mod rootfs_path;
 mod seccomp;
 mod sys;
+mod template;
 
 #[cfg(test)]
 mod tests;
@@ -49,6 +53,7 @@ use crate::error::{Classify, ErrorKind};
 use channel::{Channel, Msg};
 
 pub use exec::{EXEC_SETUP_FAILED, ExecConfig, exec_main};
+pub use template::{is_pinned as mntns_template_pinned, template_main as mntns_template_main};
 
 /// The container's root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +78,10 @@ pub struct InitConfig {
     /// Every `cgroup.procs` file the init's pid is written into before it starts its setup.
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
+    /// A pinned template mount namespace to clone the init from (see `template.rs`): the init's
+    /// own mount namespace is then a copy of a few mounts instead of all the host's.
+    #[serde(default)]
+    pub clone_mntns: Option<PathBuf>,
 }
 
 /// Mounts the overlay of `lower` (bottom first), `upper` and `work` at `target` in the calling
@@ -202,10 +211,29 @@ pub fn create(config: &InitConfig, stdio: InitStdio) -> Result<CreatedInit, Laun
         stdio.stdout.as_raw_fd(),
         stdio.stderr.as_raw_fd(),
     ];
-    let (pid, pidfd) = clone::spawn(plan.clone_flags, || {
+    // Into the template mount namespace for the clone only (setns copies nothing), keeping
+    // where we were to come back to.
+    let cwd = match &plan.clone_ns {
+        Some((template, _)) => {
+            let cwd = std::fs::File::open(".")
+                .map_err(|e| LaunchError::io("opening the working directory", e))?;
+            nix::sched::setns(template.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)
+                .map_err(|e| LaunchError::io("joining the template mount namespace", e.into()))?;
+            Some(cwd)
+        }
+        None => None,
+    };
+    let spawned = clone::spawn(plan.clone_flags, || {
         init::child_main(&plan, &child_end, parent_raw, stdio_raw)
-    })
-    .map_err(|e| LaunchError::io("cloning the container init", e))?;
+    });
+    let back = match (&plan.clone_ns, &cwd) {
+        (Some((_, ours)), Some(cwd)) => {
+            nix::sched::setns(ours.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)
+                .and_then(|()| nix::unistd::fchdir(cwd))
+        }
+        _ => Ok(()),
+    };
+    let (pid, pidfd) = spawned.map_err(|e| LaunchError::io("cloning the container init", e))?;
     drop(child_end);
     drop(stdio);
     // From here on, dropping `created` (any error) kills and reaps the init.
@@ -215,6 +243,13 @@ pub fn create(config: &InitConfig, stdio: InitStdio) -> Result<CreatedInit, Laun
         channel: parent_end,
         state: State::Created,
     };
+    if let Err(e) = back {
+        created.reap();
+        return Err(LaunchError::io(
+            "returning to our mount namespace after the clone",
+            e.into(),
+        ));
+    }
     if let Some((uid_map, gid_map)) = &plan.id_maps {
         for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
             let path = format!("/proc/{pid}/{file}");

@@ -44,6 +44,8 @@ pub(crate) enum MountKind {
         /// Flags beyond MS_BIND/MS_REC; non-empty means a remount.
         flags: MsFlags,
         attrs: Attrs,
+        /// Id-mapped through the pod's user namespace (the mount has uid/gid mappings).
+        idmap: bool,
     },
     Fs {
         fstype: String,
@@ -99,6 +101,51 @@ pub(crate) struct RootfsPlan {
     /// The working directory (uid, gid): created after pivot_root when missing, owned by the
     /// user, before the root turns read-only.
     pub cwd: Option<(PathBuf, u32, u32)>,
+    /// With the pod's user namespace: the host uid and gid of the container's root, which
+    /// owns the upperdir, workdir, tmpfs mounts and device nodes (all made by the init while it
+    /// is still host root, see `init.rs`).
+    pub root_ids: Option<(u32, u32)>,
+}
+
+/// The id maps of the user namespace the container joins: (inside, outside, length) lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct IdMaps {
+    pub uids: Vec<(u32, u32, u32)>,
+    pub gids: Vec<(u32, u32, u32)>,
+}
+
+fn to_host(map: &[(u32, u32, u32)], id: u32) -> Option<u32> {
+    map.iter().find_map(|&(inside, outside, len)| {
+        (id >= inside && u64::from(id) < u64::from(inside) + u64::from(len))
+            .then(|| outside + (id - inside))
+    })
+}
+
+impl IdMaps {
+    pub(crate) fn from_oci(
+        uids: &[oci_spec::runtime::LinuxIdMapping],
+        gids: &[oci_spec::runtime::LinuxIdMapping],
+    ) -> IdMaps {
+        let lines = |m: &[oci_spec::runtime::LinuxIdMapping]| {
+            m.iter()
+                .map(|m| (m.container_id(), m.host_id(), m.size()))
+                .collect()
+        };
+        IdMaps {
+            uids: lines(uids),
+            gids: lines(gids),
+        }
+    }
+
+    /// The host (uid, gid) of a container (uid, gid).
+    pub(crate) fn to_host(&self, uid: u32, gid: u32) -> Result<(u32, u32), LaunchError> {
+        match (to_host(&self.uids, uid), to_host(&self.gids, gid)) {
+            (Some(u), Some(g)) => Ok((u, g)),
+            _ => Err(spec_err(format!(
+                "uid {uid} / gid {gid} is not mapped by the container's user namespace"
+            ))),
+        }
+    }
 }
 
 /// What a mount option string means.
@@ -223,6 +270,8 @@ pub(crate) struct HostFacts {
     pub new_userns: bool,
     pub page_size: usize,
     pub dev_core: bool,
+    /// The maps of the pod user namespace the container joins (`None`: the host's).
+    pub userns: Option<IdMaps>,
 }
 
 impl HostFacts {
@@ -241,6 +290,7 @@ impl HostFacts {
             new_userns,
             page_size,
             dev_core: Path::new("/proc/kcore").exists(),
+            userns: None,
         }
     }
 }
@@ -299,6 +349,7 @@ pub(crate) fn plan(
             }
         };
 
+    let root_ids = host.userns.as_ref().map(|m| m.to_host(0, 0)).transpose()?;
     let mut mounts = Vec::new();
     let mut dev_setup = None;
     for m in spec.mounts().iter().flatten() {
@@ -333,6 +384,7 @@ pub(crate) fn plan(
                 source_is_dir: meta.is_dir(),
                 flags: opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT),
                 attrs: opts.attrs,
+                idmap: bind_idmap(m, host)?,
             }
         } else {
             match fstype {
@@ -359,6 +411,16 @@ pub(crate) fn plan(
                     if t == "tmpfs" && destination == Path::new("/dev") {
                         dev_setup = Some(host.new_userns);
                     }
+                    let mut data = opts.data;
+                    if let (Some(ids), "tmpfs") = (root_ids, t)
+                        && !data
+                            .iter()
+                            .any(|d| d.starts_with("uid=") || d.starts_with("gid="))
+                    {
+                        // Owned by the container's root, as if it had mounted it itself.
+                        data.push(format!("uid={}", ids.0));
+                        data.push(format!("gid={}", ids.1));
+                    }
                     MountKind::Fs {
                         fstype: t.to_string(),
                         source: m
@@ -367,7 +429,7 @@ pub(crate) fn plan(
                             .map(|s| s.display().to_string())
                             .unwrap_or_else(|| t.to_string()),
                         flags: opts.flags,
-                        data: opts.data.join(","),
+                        data: data.join(","),
                         attrs: opts.attrs,
                     }
                 }
@@ -404,13 +466,18 @@ pub(crate) fn plan(
                 d.path().display()
             )));
         }
+        let (mut uid, mut gid) = (d.uid().unwrap_or(0), d.gid().unwrap_or(0));
+        if let Some(maps) = &host.userns {
+            // mknod'ed by the init as host root: chowned to the host ids of the owner.
+            (uid, gid) = maps.to_host(uid, gid)?;
+        }
         devices.push(Device {
             path: d.path().clone(),
             mode: kind | (d.file_mode().unwrap_or(0o666) & 0o7777),
             major,
             minor,
-            uid: d.uid().unwrap_or(0),
-            gid: d.gid().unwrap_or(0),
+            uid,
+            gid,
         });
     }
 
@@ -437,7 +504,33 @@ pub(crate) fn plan(
         masked_paths: paths(linux.and_then(|l| l.masked_paths().as_ref())),
         readonly_root: root.readonly().unwrap_or(false),
         cwd: None,
+        root_ids,
     })
+}
+
+/// Whether a bind mount is id-mapped: it is when it has uid/gid mappings, which must then be
+/// those of the pod's user namespace the container joins (its descriptor is what maps the
+/// mount; kubelet passes the pod's mappings).
+fn bind_idmap(m: &oci_spec::runtime::Mount, host: &HostFacts) -> Result<bool, LaunchError> {
+    let (uids, gids) = (
+        m.uid_mappings().as_deref().unwrap_or_default(),
+        m.gid_mappings().as_deref().unwrap_or_default(),
+    );
+    if uids.is_empty() && gids.is_empty() {
+        return Ok(false);
+    }
+    let dst = m.destination().display();
+    let Some(userns) = &host.userns else {
+        return Err(spec_err(format!(
+            "mount {dst}: id-mapped mounts need the pod's user namespace"
+        )));
+    };
+    if IdMaps::from_oci(uids, gids) != *userns {
+        return Err(spec_err(format!(
+            "mount {dst}: id mappings other than the pod user namespace's are not supported"
+        )));
+    }
+    Ok(true)
 }
 
 /// `lowerdir=TOP:...:BOTTOM,upperdir=U,workdir=W`, or `None` when it must go through fsconfig

@@ -18,8 +18,24 @@
 //! 6. pivot_root(".", "."), the old root made rslave and lazily unmounted, chdir("/").
 //! 7. the working directory created when missing (owned by the user), then `/` remounted
 //!    read-only when `root.readonly`; shared root propagation applied last.
+//!
+//! With the pod's user namespace (`userns`), all of this still runs as host root in a mount
+//! namespace owned by the host's user namespace (init.rs says why), and before step 2 the
+//! per-container upperdir and workdir are chowned to the host ids of the container's root and
+//! every lower layer is covered, in this mount namespace only, by an id-mapped clone of itself
+//! (open_tree + mount_setattr(MOUNT_ATTR_IDMAP) + move_mount onto the same path), so the overlay
+//! mounted on them shows the image's root-owned files as the container's root while the shared
+//! layer directories are never written. Bind mounts with id mappings are id-mapped clones of
+//! their source instead of plain binds.
+//!
+//! Why id-mapped lower layers and not an id-mapped overlay: overlayfs refuses
+//! `MOUNT_ATTR_IDMAP` on its own mounts (EINVAL, measured on 6.18), and an overlay mounted from
+//! inside the user namespace could not read the `trusted.overlay.*` xattrs (opaque directories)
+//! of our layers. With a host-mounted overlay over id-mapped lowers, files the container
+//! creates land in the upperdir owned by their host ids (container root -> e.g. 100000).
 
 use std::io;
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
@@ -39,10 +55,21 @@ fn at(step: impl std::fmt::Display) -> impl FnOnce(io::Error) -> Failure {
 }
 
 /// Executes `plan` in the init's new mount namespace (see the module doc for the order).
-pub(crate) fn setup_rootfs<S: Syscall>(sys: &S, plan: &RootfsPlan) -> Result<(), Failure> {
+/// `userns`: the pod's user namespace the container joins afterwards (id-mapped mounts).
+/// `trees`: per mount of the plan, its source already opened as a detached mount by the parent
+/// (cloning from the template mount namespace, see `template.rs`), attached instead of bound.
+pub(crate) fn setup_rootfs<S: Syscall>(
+    sys: &S,
+    plan: &RootfsPlan,
+    userns: Option<BorrowedFd<'_>>,
+    trees: &[Option<OwnedFd>],
+) -> Result<(), Failure> {
     sys.umask(0);
     sys.mount(None, Path::new("/"), None, plan.root_propagation, None)
         .map_err(at("rootfs propagation"))?;
+    if let (Some(userns), Some((uid, gid))) = (userns, plan.root_ids) {
+        idmap_source(sys, &plan.source, &plan.rootfs, userns, uid, gid)?;
+    }
     match &plan.source {
         RootSource::Overlay {
             lower_top_first,
@@ -60,6 +87,7 @@ pub(crate) fn setup_rootfs<S: Syscall>(sys: &S, plan: &RootfsPlan) -> Result<(),
             None => sys.mount_overlay_fsconfig(&plan.rootfs, lower_top_first, upper, work),
         }
         .map_err(at("mount overlay rootfs"))?,
+        RootSource::Existing if userns.is_some() => {}
         RootSource::Existing => sys
             .mount(
                 Some(&plan.rootfs),
@@ -72,8 +100,10 @@ pub(crate) fn setup_rootfs<S: Syscall>(sys: &S, plan: &RootfsPlan) -> Result<(),
     }
     let root = sys.open_root(&plan.rootfs).map_err(at("open rootfs"))?;
 
-    for m in &plan.mounts {
-        mount_one(sys, &root, m).map_err(at(format!("mount {}", m.destination.display())))?;
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let tree = trees.get(i).and_then(|t| t.as_ref()).map(|t| t.as_fd());
+        mount_one(sys, &root, m, userns, tree)
+            .map_err(at(format!("mount {}", m.destination.display())))?;
     }
     if let Some(bind) = plan.dev_setup {
         setup_dev(sys, &root, plan, bind)?;
@@ -137,6 +167,44 @@ pub(crate) fn setup_rootfs<S: Syscall>(sys: &S, plan: &RootfsPlan) -> Result<(),
     Ok(())
 }
 
+/// The user-namespace preparation of the root's source (see the module doc).
+fn idmap_source<S: Syscall>(
+    sys: &S,
+    source: &RootSource,
+    rootfs: &Path,
+    userns: BorrowedFd<'_>,
+    uid: u32,
+    gid: u32,
+) -> Result<(), Failure> {
+    match source {
+        RootSource::Overlay {
+            lower_top_first,
+            upper,
+            work,
+            ..
+        } => {
+            for dir in [upper, work] {
+                sys.chown(dir, uid, gid)
+                    .map_err(at(format!("chown {}", dir.display())))?;
+            }
+            let mut done: Vec<&PathBuf> = Vec::new();
+            for lower in lower_top_first {
+                if done.contains(&lower) {
+                    continue;
+                }
+                sys.idmap_mount(lower, lower, userns, false)
+                    .map_err(at(format!("id-map layer {}", lower.display())))?;
+                done.push(lower);
+            }
+        }
+        // An existing root directory is shown through an id-mapped clone of itself.
+        RootSource::Existing => sys
+            .idmap_mount(rootfs, rootfs, userns, true)
+            .map_err(at("id-map rootfs"))?,
+    }
+    Ok(())
+}
+
 fn apply_attrs<S: Syscall>(sys: &S, root: &Target, dest: &Path, attrs: &Attrs) -> io::Result<()> {
     if attrs.propagation.is_empty() && attrs.rec_set == 0 && attrs.rec_clear == 0 {
         return Ok(());
@@ -152,7 +220,13 @@ fn apply_attrs<S: Syscall>(sys: &S, root: &Target, dest: &Path, attrs: &Attrs) -
     Ok(())
 }
 
-fn mount_one<S: Syscall>(sys: &S, root: &Target, m: &MountOp) -> io::Result<()> {
+fn mount_one<S: Syscall>(
+    sys: &S,
+    root: &Target,
+    m: &MountOp,
+    userns: Option<BorrowedFd<'_>>,
+    tree: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
     let dest = &m.destination;
     match &m.kind {
         MountKind::Bind {
@@ -161,6 +235,7 @@ fn mount_one<S: Syscall>(sys: &S, root: &Target, m: &MountOp) -> io::Result<()> 
             source_is_dir,
             flags,
             attrs,
+            idmap,
         } => {
             let create = if *source_is_dir {
                 Create::Dir
@@ -172,7 +247,24 @@ fn mount_one<S: Syscall>(sys: &S, root: &Target, m: &MountOp) -> io::Result<()> 
             if *recursive {
                 bind |= MsFlags::MS_REC;
             }
-            sys.mount(Some(source), &t.path, None, bind, None)?;
+            match (idmap, userns) {
+                (true, None) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "an id-mapped mount needs the pod's user namespace",
+                    ));
+                }
+                (idmap, userns) => match tree {
+                    Some(tree) => sys.attach_tree(tree, &t.path, userns.filter(|_| *idmap))?,
+                    None if *idmap => sys.idmap_mount(
+                        source,
+                        &t.path,
+                        userns.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?,
+                        *recursive,
+                    )?,
+                    None => sys.mount(Some(source), &t.path, None, bind, None)?,
+                },
+            }
             if !flags.is_empty() {
                 let t = sys.resolve(root, dest, Create::No)?;
                 sys.mount(
@@ -278,6 +370,7 @@ fn setup_dev<S: Syscall>(
     plan: &RootfsPlan,
     bind: bool,
 ) -> Result<(), Failure> {
+    let (uid, gid) = plan.root_ids.unwrap_or((0, 0));
     for (path, major, minor) in DEFAULT_DEVICES {
         if plan.devices.iter().any(|d| d.path == Path::new(path)) {
             continue;
@@ -287,8 +380,8 @@ fn setup_dev<S: Syscall>(
             mode: libc::S_IFCHR | 0o666,
             major,
             minor,
-            uid: 0,
-            gid: 0,
+            uid,
+            gid,
         };
         make_device(sys, root, &d, bind).map_err(at(format!("device {path}")))?;
     }

@@ -8,7 +8,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +42,9 @@ const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
+const OPEN_TREE_CLONE: libc::c_uint = 0x1;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// What [`Syscall::resolve`] creates when the path does not exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +101,25 @@ pub(crate) trait Syscall {
     /// `recursive`).
     fn mount_setattr(&self, target: &Path, recursive: bool, set: u64, clear: u64)
     -> io::Result<()>;
+    /// An id-mapped bind mount: `source` cloned as a detached mount (open_tree
+    /// `OPEN_TREE_CLONE`, with its submounts when `recursive`), id-mapped through the user
+    /// namespace `userns` (mount_setattr `MOUNT_ATTR_IDMAP`), attached at `target` (move_mount).
+    /// Files owned by host id H show as the id that `userns` maps to H.
+    fn idmap_mount(
+        &self,
+        source: &Path,
+        target: &Path,
+        userns: BorrowedFd<'_>,
+        recursive: bool,
+    ) -> io::Result<()>;
+    /// Attaches the detached mount `tree` (from [`open_tree_clone`]) at `target`, id-mapped
+    /// through `idmap` first when given (move_mount consumes the detached mount).
+    fn attach_tree(
+        &self,
+        tree: BorrowedFd<'_>,
+        target: &Path,
+        idmap: Option<BorrowedFd<'_>>,
+    ) -> io::Result<()>;
     fn umount2(&self, target: &Path, flags: MntFlags) -> io::Result<()>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
     fn chdir(&self, path: &Path) -> io::Result<()>;
@@ -142,6 +164,35 @@ fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
     } else {
         Ok(rc)
     }
+}
+
+/// A detached copy of the mount at `source` (and its submounts when `recursive`):
+/// open_tree(OPEN_TREE_CLONE). It can be id-mapped and attached elsewhere, also from another
+/// mount namespace, with [`Syscall::attach_tree`].
+pub(crate) fn open_tree_clone(source: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    let source = cpath(source)?;
+    let rec = if recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
+    };
+    // SAFETY: source is NUL-terminated and outlives the call; the result is checked.
+    let tree = check(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            source.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | rec,
+        )
+    })
+    .map_err(|e| step_err("open_tree", e))?;
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(tree as i32) })
+}
+
+/// Names the syscall of a multi-step operation that failed (keeps the errno's kind).
+fn step_err(step: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{step}: {e}"))
 }
 
 fn caps_err(e: caps::errors::CapsError) -> io::Error {
@@ -259,6 +310,61 @@ impl Syscall for RealSys {
                 std::mem::size_of::<MountAttr>(),
             )
         })?;
+        Ok(())
+    }
+
+    fn idmap_mount(
+        &self,
+        source: &Path,
+        target: &Path,
+        userns: BorrowedFd<'_>,
+        recursive: bool,
+    ) -> io::Result<()> {
+        let tree = open_tree_clone(source, recursive)?;
+        self.attach_tree(tree.as_fd(), target, Some(userns))
+    }
+
+    fn attach_tree(
+        &self,
+        tree: BorrowedFd<'_>,
+        target: &Path,
+        idmap: Option<BorrowedFd<'_>>,
+    ) -> io::Result<()> {
+        let empty = cstr("")?;
+        if let Some(userns) = idmap {
+            let attr = MountAttr {
+                attr_set: MOUNT_ATTR_IDMAP,
+                userns_fd: userns.as_raw_fd() as u64,
+                ..MountAttr::default()
+            };
+            // SAFETY: tree is a detached mount, the empty path is NUL-terminated, attr is a
+            // valid mount_attr of the size passed; all outlive the call.
+            check(unsafe {
+                libc::syscall(
+                    libc::SYS_mount_setattr,
+                    tree.as_raw_fd(),
+                    empty.as_ptr(),
+                    (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+                    &attr as *const MountAttr,
+                    std::mem::size_of::<MountAttr>(),
+                )
+            })
+            .map_err(|e| step_err("mount_setattr(MOUNT_ATTR_IDMAP)", e))?;
+        }
+        let target = cpath(target)?;
+        // SAFETY: tree is a detached mount; both strings are NUL-terminated and outlive the call.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                tree.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                // Targets inside the rootfs are /proc/self/fd/N magic links: follow them.
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
+            )
+        })
+        .map_err(|e| step_err("move_mount", e))?;
         Ok(())
     }
 
@@ -522,6 +628,31 @@ pub(crate) mod fake {
             self.record(format!(
                 "mount_setattr {} recursive={recursive} set={set:#x} clear={clear:#x}",
                 target.display()
+            ))
+        }
+        fn idmap_mount(
+            &self,
+            source: &Path,
+            target: &Path,
+            _userns: BorrowedFd<'_>,
+            recursive: bool,
+        ) -> io::Result<()> {
+            self.record(format!(
+                "idmap_mount {} {} recursive={recursive}",
+                source.display(),
+                target.display()
+            ))
+        }
+        fn attach_tree(
+            &self,
+            _tree: BorrowedFd<'_>,
+            target: &Path,
+            idmap: Option<BorrowedFd<'_>>,
+        ) -> io::Result<()> {
+            self.record(format!(
+                "attach_tree {} idmap={}",
+                target.display(),
+                idmap.is_some()
             ))
         }
         fn umount2(&self, target: &Path, flags: MntFlags) -> io::Result<()> {

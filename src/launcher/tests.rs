@@ -43,6 +43,12 @@ struct Scenario {
     /// Extra create+start+wait rounds before the checked one, timed.
     #[serde(default)]
     repeat: usize,
+    /// Run in a private mount namespace holding this many extra tmpfs mounts.
+    #[serde(default)]
+    extra_mounts: usize,
+    /// Clone from a template mount namespace (`template.rs`) built in that namespace.
+    #[serde(default)]
+    template: bool,
 }
 
 #[derive(Serialize, Deserialize, Default, Debug)]
@@ -56,6 +62,10 @@ struct Outcome {
     create_start_ms: f64,
     /// (create, start) milliseconds of the repeated rounds.
     rounds: Vec<(f64, f64)>,
+    /// CPU time (user + system) the reaped inits of the repeated rounds used, per round: the
+    /// kernel's work for them (mount namespace copy and teardown...) without the machine's load.
+    #[serde(default)]
+    init_cpu_ms: f64,
 }
 
 impl Outcome {
@@ -112,9 +122,63 @@ fn read_all(fd: OwnedFd) -> String {
     s
 }
 
+/// The scenario's environment: extra host mounts in a private mount namespace of this
+/// (single-threaded, forked) process, and the template to clone from. Returns the config to run.
+fn prepare(s: &Scenario) -> InitConfig {
+    let mut config = s.config.clone();
+    if s.extra_mounts == 0 && !s.template {
+        return config;
+    }
+    let dir = s.result.parent().expect("scenario dir").to_path_buf();
+    if s.template {
+        // Made from the host's mount namespace (the test unmounts the pin), before the extra
+        // mounts, which it must not hold.
+        let pin = dir.join("mntns");
+        super::template::run(&pin, std::slice::from_ref(&dir)).expect("template");
+        // A copied mount namespace leaves pinned mount namespaces out (no loops): keep it open
+        // and name it through /proc/self/fd.
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(std::fs::File::open(&pin).expect("pin"));
+        config.clone_mntns = Some(format!("/proc/self/fd/{fd}").into());
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("private /");
+    let many = dir.join("many");
+    std::fs::create_dir_all(&many).expect("mkdir many");
+    for i in 0..s.extra_mounts {
+        let m = many.join(i.to_string());
+        std::fs::create_dir_all(&m).expect("mkdir");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &m,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=64k"),
+        )
+        .expect("mount tmpfs");
+    }
+    config
+}
+
 /// Runs in the single-threaded forked child.
 fn run_scenario(s: &Scenario) -> Outcome {
+    let config = prepare(s);
     let mut out = Outcome::default();
+    let children_cpu = || {
+        // SAFETY: rusage is plain old data; getrusage fills it.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: u is a valid rusage to fill.
+        assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) }, 0);
+        let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+        ms(u.ru_utime) + ms(u.ru_stime)
+    };
+    let cpu0 = children_cpu();
     for _ in 0..s.repeat {
         let (rd, wr) = pipe();
         let stdio = InitStdio {
@@ -123,7 +187,7 @@ fn run_scenario(s: &Scenario) -> Outcome {
             stderr: wr,
         };
         let t0 = Instant::now();
-        let Ok(mut init) = create(&s.config, stdio) else {
+        let Ok(mut init) = create(&config, stdio) else {
             break;
         };
         let t1 = Instant::now();
@@ -138,6 +202,9 @@ fn run_scenario(s: &Scenario) -> Outcome {
         drop(rd);
         let _ = clone::pidfd_wait(&init.pidfd);
     }
+    if s.repeat > 0 {
+        out.init_cpu_ms = (children_cpu() - cpu0) / s.repeat as f64;
+    }
     let (rd, wr) = pipe();
     let stdio = InitStdio {
         stdin: std::fs::File::open("/dev/null").expect("/dev/null").into(),
@@ -145,7 +212,7 @@ fn run_scenario(s: &Scenario) -> Outcome {
         stderr: wr,
     };
     let t0 = Instant::now();
-    let mut init: CreatedInit = match create(&s.config, stdio) {
+    let mut init: CreatedInit = match create(&config, stdio) {
         Ok(i) => i,
         Err(e) => {
             out.create_error = Some(e.to_string());
@@ -214,6 +281,8 @@ fn launch_repeated(
         exec_config: dir.join("exec.json"),
         result: dir.join("outcome.json"),
         repeat,
+        extra_mounts: 0,
+        template: false,
     };
     let path = dir.join("scenario.json");
     std::fs::write(&path, serde_json::to_vec(&scenario).unwrap()).unwrap();
@@ -494,6 +563,7 @@ impl Fixture {
             spec,
             rootfs,
             cgroup_procs: self.cgroup.procs(),
+            clone_mntns: None,
         }
     }
 }
@@ -760,6 +830,7 @@ fn create_refuses_a_multi_threaded_caller() {
             spec,
             rootfs: Rootfs::Existing,
             cgroup_procs: vec![],
+            clone_mntns: None,
         },
         InitStdio {
             stdin: r,
@@ -793,4 +864,82 @@ fn create_start_latency_figures() {
         "launcher latency over 30 runs: create p50 {:.2} ms, create+start p50 {:.2} ms, p90 {:.2} ms",
         create[15], total[15], total[27]
     );
+}
+
+/// A container cloned from the template mount namespace works like one cloned from the host's
+/// (a bind mount, given to it as a detached mount, included), with 1000 extra host mounts; prints
+/// create+start figures of both. Wall-clock latency on this small shared machine is too noisy
+/// to compare, so the check is on the CPU time the inits use (the kernel's copy and teardown
+/// of their mount namespaces included): measured 8 ms without the template, 5 ms with it.
+#[test]
+fn clone_from_template_with_1000_host_mounts() {
+    let f = fixture("template");
+    std::fs::write(f.dir.path().join("data/x"), "from-the-host").unwrap();
+    let mut p = process(
+        "cat /data/x; echo; wc -l < /proc/self/mountinfo",
+        0,
+        0,
+        vec![],
+        "/",
+    );
+    p.set_oom_score_adj(None);
+    let data = MountBuilder::default()
+        .destination("/data")
+        .typ("bind")
+        .source(f.dir.path().join("data"))
+        .options(vec!["rbind".to_string(), "ro".to_string()])
+        .build()
+        .unwrap();
+    let spec = f.spec(p, false, false, vec![data]);
+    /// Unmounts the template's pin (made in the host's mount namespace) at the end.
+    struct Pinned(PathBuf);
+    impl Drop for Pinned {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _pinned = Pinned(f.dir.path().join("mntns"));
+    let mut cpu = Vec::new();
+    for template in [false, true] {
+        let scenario = Scenario {
+            config: f.config(spec.clone(), f.overlay()),
+            exec: None,
+            exec_config: f.dir.path().join("exec.json"),
+            result: f.dir.path().join("outcome.json"),
+            repeat: 20,
+            extra_mounts: 1000,
+            template,
+        };
+        let path = f.dir.path().join("scenario.json");
+        std::fs::write(&path, serde_json::to_vec(&scenario).unwrap()).unwrap();
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "launcher::tests::scenario_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(SCENARIO_ENV, &path)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "scenario process failed: {status}");
+        let out: Outcome =
+            serde_json::from_slice(&std::fs::read(&scenario.result).unwrap()).unwrap();
+        assert_eq!(out.create_error, None, "template={template}");
+        assert_eq!(out.rounds.len(), 20, "template={template}: {out:?}");
+        assert!(
+            out.output.starts_with("from-the-host\n"),
+            "template={template}: {out:?}"
+        );
+        let mut total: Vec<f64> = out.rounds.iter().map(|r| r.0 + r.1).collect();
+        total.sort_by(f64::total_cmp);
+        eprintln!(
+            "1000 extra host mounts, template={template}: create+start p50 {:.2} ms, p90 {:.2} \
+             ms; CPU time of each init (incl. its mount namespace copy and teardown) {:.2} ms",
+            total[10], total[18], out.init_cpu_ms
+        );
+        cpu.push(out.init_cpu_ms);
+    }
+    assert!(cpu[1] < cpu[0], "the template saves no CPU time: {cpu:?}");
 }

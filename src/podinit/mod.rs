@@ -1,7 +1,10 @@
 //! `strata pod-init`: the process that holds a pod's namespaces (what the pause container does,
 //! without an image).
 //!
-//! It detaches from the daemon (double fork, `setsid`), unshares the namespaces the pod asks for,
+//! It detaches from the daemon (double fork, `setsid`), unshares the namespaces the pod asks for
+//! (with `userns`: a new user namespace first, whose uid/gid maps a short-lived child still in
+//! the host's user namespace writes, so the net/ipc/uts/pid namespaces unshared next are owned
+//! by it; see [`userns`]),
 //! brings `lo` up in a new network namespace, sets the hostname in a new UTS namespace, and
 //! reports `{"ready":{"pid":N}}` on stdout. With a new pid namespace it forks after the
 //! `unshare`: the child is the pod's PID 1 and is the process that stays (N is its host pid).
@@ -10,6 +13,7 @@
 //! PID 1 too (the kernel drops default-action signals sent to a namespace's init).
 
 mod loopback;
+mod userns;
 
 use std::io::{self, Read as _};
 use std::path::Path;
@@ -35,6 +39,17 @@ pub struct PodInitConfig {
     pub new_pid: bool,
     /// Set in the new UTS namespace; ignored without one.
     pub hostname: Option<String>,
+    /// A new user namespace with these maps (Kubernetes `hostUsers: false`), created before
+    /// the other namespaces so that it owns them.
+    #[serde(default)]
+    pub userns: Option<UsernsMaps>,
+}
+
+/// `uid_map` / `gid_map` lines: (id inside, id outside, length).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsernsMaps {
+    pub uids: Vec<(u32, u32, u32)>,
+    pub gids: Vec<(u32, u32, u32)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +157,9 @@ fn setup(config: &PodInitConfig) -> Result<SignalFd, String> {
         .map_err(|e| format!("sigprocmask: {e}"))?;
     let sigfd =
         SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(|e| format!("signalfd: {e}"))?;
+    if let Some(maps) = &config.userns {
+        userns::enter_new(maps)?;
+    }
     let mut flags = CloneFlags::empty();
     for (wanted, flag) in [
         (config.new_net, CloneFlags::CLONE_NEWNET),

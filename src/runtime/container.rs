@@ -297,7 +297,11 @@ impl Runtime {
             ipc_ns: (!pod_ns.host_ipc).then(|| ns_path("ipc")).flatten(),
             uts_ns: (!pod_ns.host_network).then(|| ns_path("uts")).flatten(),
             pid_ns: (!pod_ns.host_pid).then(|| ns_path("pid")).flatten(),
-            user_ns: None,
+            // pod-init created the pod's user namespace (hostUsers: false) before the others.
+            user_ns: crate::spec::pod_userns_maps(sandbox_config)
+                .ok()
+                .flatten()
+                .and_then(|_| ns_path("user")),
             hostname_file: Some(pod_files.hostname()),
             hosts_file: Some(pod_files.hosts()),
             resolv_conf_file: Some(pod_files.resolv_conf()),
@@ -355,6 +359,11 @@ impl Runtime {
                     work: paths.work(),
                 },
                 cgroup_procs: cgroup.procs_files(),
+                // The built-in launcher clones from the template mount namespace.
+                clone_mntns: match handler {
+                    None => self.clone_mntns().await,
+                    Some(_) => None,
+                },
             },
             log_path: (!log_path.is_empty()).then(|| PathBuf::from(log_path)),
             tty: config.tty,

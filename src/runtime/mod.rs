@@ -3,6 +3,7 @@
 //! monitor per container, neither of them a child of the daemon, so both outlive it. On start
 //! the daemon reconciles records with what still runs ([`Runtime::recover`]).
 
+mod clone_mntns;
 mod container;
 pub mod events;
 pub mod exec;
@@ -51,6 +52,8 @@ pub struct Runtime {
     events: events::Events,
     /// Pod networking (CNI).
     network: crate::network::Network,
+    /// The template mount namespace containers are cloned from (`clone_mntns.rs`).
+    clone_mntns: tokio::sync::OnceCell<Option<PathBuf>>,
 }
 
 impl Runtime {
@@ -82,6 +85,7 @@ impl Runtime {
             handlers: handlers::probe(config),
             events: events::Events::new(),
             network: crate::network::Network::new(config),
+            clone_mntns: tokio::sync::OnceCell::new(),
         })
     }
 

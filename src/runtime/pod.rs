@@ -183,6 +183,25 @@ impl Runtime {
         let mut init: Option<(i32, u64)> = None;
         let mut attachment: Option<crate::network::Attachment> = None;
         let result = async {
+            let userns = crate::spec::pod_userns_maps(&config)
+                .map_err(|e| PodError::InvalidArgument(e.to_string()))?;
+            if userns.is_some() && (ns.host_network || ns.host_ipc || ns.host_pid) {
+                // Kubernetes refuses hostUsers: false with host namespaces, as we do: those
+                // namespaces are owned by the host's user namespace.
+                return Err(PodError::InvalidArgument(
+                    "a pod with its own user namespace cannot share the host's network, IPC or \
+                     pid namespace"
+                        .into(),
+                ));
+            }
+            if userns.is_some() && !super::handlers::is_default(&runtime_handler) {
+                // Status does not claim user namespaces for OCI runtime handlers: the rootfs
+                // strata prepares for them is not id-mapped.
+                return Err(PodError::InvalidArgument(format!(
+                    "runtime handler `{runtime_handler}` does not support pod user namespaces; \
+                     use the default handler"
+                )));
+            }
             files.create(&config, ns.host_ipc)?;
             let hostname =
                 (!ns.host_network && !config.hostname.is_empty()).then(|| config.hostname.clone());
@@ -194,6 +213,7 @@ impl Runtime {
                 // hostPID); containers with pid mode POD join it, CONTAINER ones get their own.
                 new_pid: !ns.host_pid,
                 hostname,
+                userns: userns.map(|(uids, gids)| crate::podinit::UsernsMaps { uids, gids }),
             };
             let pid = crate::podinit::spawn(&self.binary, &init_config).await?;
             let start_time = process_start_time(pid).unwrap_or_default();

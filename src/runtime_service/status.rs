@@ -67,18 +67,17 @@ fn network_condition(ctx: &Context) -> cri::RuntimeCondition {
 
 /// The default handler (the built-in launcher) and every configured OCI runtime handler.
 fn runtime_handlers(ctx: &Context) -> Vec<cri::RuntimeHandler> {
-    // The launcher applies `rro` with mount_setattr(AT_RECURSIVE); pods with their own user
-    // namespace need id-mapped rootfs mounts, which it does not do yet, so it does not claim
-    // them.
+    // The launcher applies `rro` with mount_setattr(AT_RECURSIVE), and runs pods with their own
+    // user namespace (pod-init creates it; containers join it with id-mapped layers/volumes).
     let mut handlers = vec![cri::RuntimeHandler {
         name: String::new(),
         features: Some(cri::RuntimeHandlerFeatures {
             recursive_read_only_mounts: true,
-            user_namespaces: false,
+            user_namespaces: true,
         }),
     }];
-    // An OCI runtime: `rro` when its `features` lists it; strata does not set up user
-    // namespaces for it either.
+    // An OCI runtime: `rro` when its `features` lists it. User namespaces are not claimed: the
+    // rootfs strata prepares for it is a plain overlay (not id-mapped), untested there.
     handlers.extend(ctx.runtime.oci_handlers().map(|h| cri::RuntimeHandler {
         name: h.name.clone(),
         features: Some(cri::RuntimeHandlerFeatures {

@@ -24,6 +24,7 @@ mod devices;
 mod layers;
 mod mounts;
 mod namespaces;
+pub use namespaces::pod_userns_maps;
 mod process;
 mod resources;
 mod seccomp;

@@ -125,6 +125,93 @@ pub fn namespaces(
     })
 }
 
+/// The pod's user namespace maps (as `(inside, outside, length)` lines) when the pod asks for
+/// its own user namespace (`userns_options.mode == POD`); `None` for the host's (NODE or no
+/// options). Checks what the kernel would refuse late or what would make the pod useless: at
+/// least one mapping each, no empty or overflowing range, no two ranges overlapping inside or
+/// outside (the kernel refuses those), and container id 0 mapped (the container's root). Only POD
+/// and NODE are valid for user namespaces (CRI api.proto).
+pub fn pod_userns_maps(pod: &cri::PodSandboxConfig) -> Result<Option<UsernsMaps>, SpecError> {
+    let Some(u) = pod
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .and_then(|n| n.userns_options.as_ref())
+    else {
+        return Ok(None);
+    };
+    match mode(u.mode, "user")? {
+        NamespaceMode::Node => {
+            if !u.uids.is_empty() || !u.gids.is_empty() {
+                return Err(invalid(
+                    "user namespace mode NODE takes no uid/gid mappings",
+                ));
+            }
+            Ok(None)
+        }
+        NamespaceMode::Pod => Ok(Some((
+            check_maps(&u.uids, "uid")?,
+            check_maps(&u.gids, "gid")?,
+        ))),
+        m => Err(invalid(format!(
+            "user namespace mode {} is not supported (only POD and NODE are)",
+            m.as_str_name()
+        ))),
+    }
+}
+
+/// `(inside, outside, length)` map lines.
+pub type IdMapLines = Vec<(u32, u32, u32)>;
+
+/// The uid and gid map lines of a pod's user namespace.
+pub type UsernsMaps = (IdMapLines, IdMapLines);
+
+/// The kernel accepts at most 340 lines per map (since 4.15).
+const MAX_MAP_LINES: usize = 340;
+
+fn check_maps(maps: &[cri::IdMapping], what: &str) -> Result<IdMapLines, SpecError> {
+    if maps.is_empty() {
+        return Err(invalid(format!(
+            "user namespace mode POD needs at least one {what} mapping"
+        )));
+    }
+    if maps.len() > MAX_MAP_LINES {
+        return Err(invalid(format!(
+            "{} {what} mappings (the kernel takes at most {MAX_MAP_LINES})",
+            maps.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(maps.len());
+    for m in maps {
+        let overflows = |start: u32| u64::from(start) + u64::from(m.length) > 1 << 32;
+        if m.length == 0 || overflows(m.container_id) || overflows(m.host_id) {
+            return Err(invalid(format!(
+                "{what} mapping {} -> {} of length {} is empty or overflows",
+                m.container_id, m.host_id, m.length
+            )));
+        }
+        out.push((m.container_id, m.host_id, m.length));
+    }
+    let overlap = |sel: fn(&(u32, u32, u32)) -> u32| {
+        let mut ranges: Vec<(u64, u64)> = out
+            .iter()
+            .map(|r| (u64::from(sel(r)), u64::from(sel(r)) + u64::from(r.2)))
+            .collect();
+        ranges.sort();
+        ranges.windows(2).any(|w| w[1].0 < w[0].1)
+    };
+    if overlap(|r| r.0) || overlap(|r| r.1) {
+        return Err(invalid(format!("{what} mappings overlap")));
+    }
+    if !out.iter().any(|&(inside, _, len)| inside == 0 && len > 0) {
+        return Err(invalid(format!(
+            "the {what} mappings must map container id 0 (the container's root)"
+        )));
+    }
+    Ok(out)
+}
+
 /// The pod's hostname, unless the container shares the host's UTS namespace.
 pub fn hostname(input: &SpecInput) -> Option<String> {
     if input.pod_paths.uts_ns.is_none() || input.pod.hostname.is_empty() {
@@ -274,5 +361,84 @@ mod tests {
         let mut f = Fixture::new();
         f.make_privileged();
         assert_eq!(find(&nss(&f), LinuxNamespaceType::Cgroup), None);
+    }
+
+    fn pod_with(u: Option<cri::UserNamespace>) -> cri::PodSandboxConfig {
+        cri::PodSandboxConfig {
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        userns_options: u,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn m(container_id: u32, host_id: u32, length: u32) -> cri::IdMapping {
+        cri::IdMapping {
+            host_id,
+            container_id,
+            length,
+        }
+    }
+
+    #[test]
+    fn pod_userns_maps_are_validated() {
+        let pod = |mode: NamespaceMode, uids: Vec<cri::IdMapping>, gids: Vec<cri::IdMapping>| {
+            pod_with(Some(cri::UserNamespace {
+                mode: mode as i32,
+                uids,
+                gids,
+            }))
+        };
+        assert_eq!(pod_userns_maps(&pod_with(None)).unwrap(), None);
+        assert_eq!(
+            pod_userns_maps(&pod(NamespaceMode::Node, vec![], vec![])).unwrap(),
+            None
+        );
+        let ok = pod(
+            NamespaceMode::Pod,
+            vec![m(0, 100_000, 65_536)],
+            vec![m(0, 100_000, 1), m(1, 300_000, 10)],
+        );
+        assert_eq!(
+            pod_userns_maps(&ok).unwrap(),
+            Some((
+                vec![(0, 100_000, 65_536)],
+                vec![(0, 100_000, 1), (1, 300_000, 10)]
+            ))
+        );
+        let bad = [
+            pod(NamespaceMode::Pod, vec![], vec![m(0, 1, 1)]),
+            pod(NamespaceMode::Pod, vec![m(1, 100_000, 5)], vec![m(0, 1, 1)]),
+            pod(NamespaceMode::Pod, vec![m(0, 100_000, 0)], vec![m(0, 1, 1)]),
+            pod(
+                NamespaceMode::Pod,
+                vec![m(0, u32::MAX, 2)],
+                vec![m(0, 1, 1)],
+            ),
+            pod(
+                NamespaceMode::Pod,
+                vec![m(0, 100_000, 10), m(5, 200_000, 10)],
+                vec![m(0, 1, 1)],
+            ),
+            pod(
+                NamespaceMode::Pod,
+                vec![m(0, 100_000, 10), m(20, 100_005, 10)],
+                vec![m(0, 1, 1)],
+            ),
+            pod(NamespaceMode::Container, vec![m(0, 1, 1)], vec![m(0, 1, 1)]),
+            pod(NamespaceMode::Target, vec![m(0, 1, 1)], vec![m(0, 1, 1)]),
+            pod(NamespaceMode::Node, vec![m(0, 1, 1)], vec![]),
+        ];
+        for (i, p) in bad.iter().enumerate() {
+            let err = pod_userns_maps(p).unwrap_err();
+            assert!(matches!(err, SpecError::InvalidArgument(_)), "{i}: {err}");
+        }
     }
 }

@@ -154,24 +154,29 @@ pub async fn containers(
     Ok(())
 }
 
-/// Removes every pod labelled `strata-bench=containers` on each endpoint.
+/// Removes every pod labelled `strata-bench=containers` (or `=streaming`) on each endpoint.
 pub async fn containers_cleanup(targets: &[Target]) -> anyhow::Result<()> {
     let mut errors = Vec::new();
     for t in targets {
-        let pods = t
-            .cri
-            .runtime
-            .clone()
-            .list_pod_sandbox(ListPodSandboxRequest {
-                filter: Some(PodSandboxFilter {
-                    label_selector: HashMap::from([(LABEL_KEY.into(), LABEL_VALUE.into())]),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .with_context(|| format!("{}: ListPodSandbox", t.cri.endpoint))?
-            .into_inner()
-            .items;
+        let mut pods = Vec::new();
+        // `bench exec-stream` / `bench portforward` label theirs `strata-bench=streaming`.
+        for value in [LABEL_VALUE, "streaming"] {
+            pods.extend(
+                t.cri
+                    .runtime
+                    .clone()
+                    .list_pod_sandbox(ListPodSandboxRequest {
+                        filter: Some(PodSandboxFilter {
+                            label_selector: HashMap::from([(LABEL_KEY.into(), value.into())]),
+                            ..Default::default()
+                        }),
+                    })
+                    .await
+                    .with_context(|| format!("{}: ListPodSandbox", t.cri.endpoint))?
+                    .into_inner()
+                    .items,
+            );
+        }
         for pod in &pods {
             if let Err(e) = remove_pod(&t.cri, &pod.id).await {
                 errors.push(format!("{e:#}"));
@@ -312,7 +317,7 @@ async fn measure(state: &mut [Run<'_>], args: &ContainersArgs, runs: usize) -> a
 }
 
 /// Pulls `image` (untimed) unless the endpoint has it.
-async fn ensure_image(cri: &Cri, image: &str) -> anyhow::Result<()> {
+pub(super) async fn ensure_image(cri: &Cri, image: &str) -> anyhow::Result<()> {
     let present = cri
         .images
         .clone()
@@ -531,7 +536,7 @@ async fn cycle(
 }
 
 /// StopPodSandbox + RemovePodSandbox (a pod already gone is fine).
-async fn remove_pod(cri: &Cri, id: &str) -> anyhow::Result<()> {
+pub(super) async fn remove_pod(cri: &Cri, id: &str) -> anyhow::Result<()> {
     let mut rt = cri.runtime.clone();
     match rt
         .stop_pod_sandbox(StopPodSandboxRequest {
@@ -800,7 +805,7 @@ async fn report_memory(r: &Run<'_>, count: usize) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 
 /// The nearest-rank percentile (`p` in 1..=100) of `samples`; zero when empty.
-fn percentile(samples: &[Duration], p: usize) -> Duration {
+pub(super) fn percentile(samples: &[Duration], p: usize) -> Duration {
     if samples.is_empty() {
         return Duration::ZERO;
     }
@@ -814,7 +819,7 @@ fn sums(a: &[Duration], b: &[Duration]) -> Vec<Duration> {
     a.iter().zip(b).map(|(x, y)| *x + *y).collect()
 }
 
-fn ms(d: Duration) -> String {
+pub(super) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 

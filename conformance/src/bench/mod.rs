@@ -5,6 +5,7 @@
 mod containers;
 mod pull;
 mod status;
+mod streaming;
 
 use std::time::Duration;
 
@@ -21,8 +22,8 @@ pub struct BenchArgs {
     /// Also run every measurement against this endpoint, interleaved.
     #[arg(long, global = true)]
     compare_endpoint: Option<String>,
-    /// Measurements per endpoint (default: 5 for pull, 1 for pull-shared, 100 for
-    /// containers).
+    /// Measurements per endpoint (default: 5 for pull and portforward, 1 for pull-shared, 100
+    /// for containers and exec-stream).
     #[arg(long, global = true)]
     runs: Option<usize>,
     #[command(subcommand)]
@@ -41,8 +42,14 @@ enum BenchKind {
     /// Create+start and stop+remove times of a container in a running pod, and the memory
     /// of the daemon and of its per-pod helpers with 1..N running pods.
     Containers(containers::ContainersArgs),
-    /// Stop and remove every pod `bench containers` made (after an interrupted run).
+    /// Stop and remove every pod `bench containers`, `exec-stream` or `portforward` made (after
+    /// an interrupted run).
     ContainersCleanup,
+    /// Exec RPC + SPDY upgrade + streams until the first stdout byte of `echo hi` (p50/p90).
+    ExecStream(streaming::StreamingArgs),
+    /// Port-forward throughput: PortForward RPC + SPDY + reading `--bytes` from a server in the
+    /// pod's network namespace (MB/s).
+    Portforward(streaming::PortForwardArgs),
 }
 
 /// An endpoint under test, labelled by its runtime name.
@@ -69,6 +76,12 @@ pub async fn run(endpoint: &str, args: BenchArgs) -> anyhow::Result<()> {
             containers::containers(&targets, &a, args.runs.unwrap_or(100)).await
         }
         BenchKind::ContainersCleanup => containers::containers_cleanup(&targets).await,
+        BenchKind::ExecStream(a) => {
+            streaming::exec_stream(&targets, &a, args.runs.unwrap_or(100)).await
+        }
+        BenchKind::Portforward(a) => {
+            streaming::portforward(&targets, &a, args.runs.unwrap_or(5)).await
+        }
     }
 }
 

@@ -222,10 +222,10 @@ fn new_run(target: &Target) -> Run<'_> {
 async fn teardown(state: &mut [Run<'_>], result: anyhow::Result<()>) -> anyhow::Result<()> {
     let mut errors = Vec::new();
     for r in state.iter_mut() {
-        if let Some(pod) = r.pod.take() {
-            if let Err(e) = remove_pod(&r.target.cri, &pod).await {
-                errors.push(format!("{e:#}"));
-            }
+        if let Some(pod) = r.pod.take()
+            && let Err(e) = remove_pod(&r.target.cri, &pod).await
+        {
+            errors.push(format!("{e:#}"));
         }
     }
     result?;

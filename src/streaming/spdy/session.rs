@@ -373,7 +373,7 @@ impl Dispatcher {
             self.rst(stream_id, RstStatus::RefusedStream).await;
             return;
         }
-        if stream_id % 2 == 0 || stream_id <= self.last_id {
+        if stream_id.is_multiple_of(2) || stream_id <= self.last_id {
             self.rst(stream_id, RstStatus::ProtocolError).await;
             return;
         }
@@ -396,10 +396,10 @@ impl Dispatcher {
             headers: Headers::new(),
         })
         .await;
-        if let Some(accept) = &self.accept {
-            if accept.send(stream).await.is_err() {
-                self.conn.forget(stream_id);
-            }
+        if let Some(accept) = &self.accept
+            && accept.send(stream).await.is_err()
+        {
+            self.conn.forget(stream_id);
         }
     }
 
@@ -409,15 +409,14 @@ impl Dispatcher {
             // Unknown, reset or finished stream: spdystream drops such data too.
             None => return,
         };
-        if let Some(tx) = tx {
-            if !data.is_empty()
-                && !self.conn.closing.load(Ordering::SeqCst)
-                && tx.send(data).await.is_err()
-            {
-                // The stream's reader is gone: discard what follows.
-                if let Some(e) = lock(&self.conn.streams).get_mut(&stream_id) {
-                    e.tx = None;
-                }
+        if let Some(tx) = tx
+            && !data.is_empty()
+            && !self.conn.closing.load(Ordering::SeqCst)
+            && tx.send(data).await.is_err()
+        {
+            // The stream's reader is gone: discard what follows.
+            if let Some(e) = lock(&self.conn.streams).get_mut(&stream_id) {
+                e.tx = None;
             }
         }
         if flags & FLAG_FIN != 0 {
@@ -558,10 +557,10 @@ impl ServerSession {
     pub async fn close(mut self) {
         let last = self.core.conn.last_peer_stream.load(Ordering::SeqCst);
         self.core.teardown(true, last).await;
-        if let Some(mut reader) = self.core.reader.take() {
-            if tokio::time::timeout(LINGER, &mut reader).await.is_err() {
-                reader.abort();
-            }
+        if let Some(mut reader) = self.core.reader.take()
+            && tokio::time::timeout(LINGER, &mut reader).await.is_err()
+        {
+            reader.abort();
         }
     }
 }

@@ -182,6 +182,9 @@ impl Drop for Core {
         {
             t.abort();
         }
+        // The table holds the streams' inbound senders: without this, readers of a dropped
+        // session would wait forever.
+        self.conn.die();
     }
 }
 

@@ -260,8 +260,10 @@ async fn fin_and_rst_semantics() {
     let c7 = client.open(&[("streamtype", "x")], T).await.unwrap();
     let s7 = server.accept().await.unwrap();
     let (mut cr, _cw) = c7.split();
-    let (_sr, mut sw) = s7.split();
+    let (mut sr, mut sw) = s7.split();
     drop(server);
+    let err = sr.read_to_end(&mut Vec::new()).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
     let err = cr.read_to_end(&mut Vec::new()).await.unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
     assert!(sw.write_all(b"x").await.is_err());

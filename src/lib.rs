@@ -15,6 +15,7 @@
 //! - [`cgroups`]: cgroupfs management (v1, hybrid, v2).
 //! - [`monitor`]: the per-container monitor process (`strata-monitor`) and its daemon-side client.
 //! - [`podinit`]: the process holding a pod's namespaces (`strata pod-init`).
+//! - [`streaming`]: the CRI streaming protocols (SPDY/3.1, Kubernetes WebSocket channels).
 
 pub mod cgroups;
 pub mod config;
@@ -32,6 +33,7 @@ pub mod server;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod streaming;
 
 /// The name and version reported by `Version` and `strata version`.
 pub const RUNTIME_NAME: &str = "strata";

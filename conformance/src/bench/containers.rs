@@ -154,24 +154,29 @@ pub async fn containers(
     Ok(())
 }
 
-/// Removes every pod labelled `strata-bench=containers` on each endpoint.
+/// Removes every pod labelled `strata-bench=containers` (or `=streaming`) on each endpoint.
 pub async fn containers_cleanup(targets: &[Target]) -> anyhow::Result<()> {
     let mut errors = Vec::new();
     for t in targets {
-        let pods = t
-            .cri
-            .runtime
-            .clone()
-            .list_pod_sandbox(ListPodSandboxRequest {
-                filter: Some(PodSandboxFilter {
-                    label_selector: HashMap::from([(LABEL_KEY.into(), LABEL_VALUE.into())]),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .with_context(|| format!("{}: ListPodSandbox", t.cri.endpoint))?
-            .into_inner()
-            .items;
+        let mut pods = Vec::new();
+        // `bench exec-stream` / `bench portforward` label theirs `strata-bench=streaming`.
+        for value in [LABEL_VALUE, "streaming"] {
+            pods.extend(
+                t.cri
+                    .runtime
+                    .clone()
+                    .list_pod_sandbox(ListPodSandboxRequest {
+                        filter: Some(PodSandboxFilter {
+                            label_selector: HashMap::from([(LABEL_KEY.into(), value.into())]),
+                            ..Default::default()
+                        }),
+                    })
+                    .await
+                    .with_context(|| format!("{}: ListPodSandbox", t.cri.endpoint))?
+                    .into_inner()
+                    .items,
+            );
+        }
         for pod in &pods {
             if let Err(e) = remove_pod(&t.cri, &pod.id).await {
                 errors.push(format!("{e:#}"));

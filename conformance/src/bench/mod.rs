@@ -6,6 +6,7 @@ mod containers;
 mod pods;
 mod pull;
 mod status;
+mod streaming;
 
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ pub struct BenchArgs {
     /// Also run every measurement against this endpoint, interleaved.
     #[arg(long, global = true)]
     compare_endpoint: Option<String>,
-    /// Measurements per endpoint (default: 5 for pull, 1 for pull-shared, 100 for
-    /// containers, 50 for pods).
+    /// Measurements per endpoint (default: 5 for pull and portforward, 1 for pull-shared, 100
+    /// for containers and exec-stream, 50 for pods).
     #[arg(long, global = true)]
     runs: Option<usize>,
     #[command(subcommand)]
@@ -42,12 +43,18 @@ enum BenchKind {
     /// Create+start and stop+remove times of a container in a running pod, and the memory
     /// of the daemon and of its per-pod helpers with 1..N running pods.
     Containers(containers::ContainersArgs),
-    /// Stop and remove every pod `bench containers` made (after an interrupted run).
+    /// Stop and remove every pod `bench containers`, `exec-stream` or `portforward` made (after
+    /// an interrupted run).
     ContainersCleanup,
     /// RunPodSandbox, full pod start, ExecSync and pod teardown times, pods on CNI.
     Pods(pods::PodsArgs),
     /// Stop and remove every pod `bench pods` made (after an interrupted run).
     PodsCleanup,
+    /// Exec RPC + SPDY upgrade + streams until the first stdout byte of `echo hi` (p50/p90).
+    ExecStream(streaming::StreamingArgs),
+    /// Port-forward throughput: PortForward RPC + SPDY + reading `--bytes` from a server in the
+    /// pod's network namespace (MB/s).
+    Portforward(streaming::PortForwardArgs),
 }
 
 /// An endpoint under test, labelled by its runtime name.
@@ -76,6 +83,12 @@ pub async fn run(endpoint: &str, args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::ContainersCleanup => containers::containers_cleanup(&targets).await,
         BenchKind::Pods(a) => pods::pods(&targets, &a, args.runs.unwrap_or(50)).await,
         BenchKind::PodsCleanup => pods::pods_cleanup(&targets).await,
+        BenchKind::ExecStream(a) => {
+            streaming::exec_stream(&targets, &a, args.runs.unwrap_or(100)).await
+        }
+        BenchKind::Portforward(a) => {
+            streaming::portforward(&targets, &a, args.runs.unwrap_or(5)).await
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`cgroups`]: cgroupfs management (v1, hybrid, v2).
 //! - [`monitor`]: the per-container monitor process (`strata monitor`) and its daemon-side client.
 //! - [`podinit`]: the process holding a pod's namespaces (`strata pod-init`).
+//! - [`streaming`]: the streaming server behind the Exec, Attach and PortForward URLs.
 
 pub mod cgroups;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod runtime_service;
 pub mod server;
 pub mod spec;
 pub mod store;
+pub mod streaming;
 
 /// The name and version reported by `Version` and `strata version`.
 pub const RUNTIME_NAME: &str = "strata";

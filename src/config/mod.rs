@@ -35,6 +35,32 @@ pub struct Config {
     pub images: ImagesConfig,
     pub registry: RegistryConfig,
     pub runtime: RuntimeConfig,
+    pub streaming: StreamingConfig,
+}
+
+/// The streaming server behind the `Exec`, `Attach` and `PortForward` URLs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// Listen address. Loopback by default: kubelet runs on the node, and the URL's token is the
+    /// only authentication.
+    pub address: std::net::IpAddr,
+    /// Listen port; 0 picks a free one at start-up.
+    pub port: u16,
+    /// TLS certificate and key (PEM). Not supported yet: setting them stops start-up.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        Self {
+            address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 0,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -129,6 +155,7 @@ impl Default for Config {
             images: ImagesConfig::default(),
             registry: RegistryConfig::default(),
             runtime: RuntimeConfig::default(),
+            streaming: StreamingConfig::default(),
         }
     }
 }
@@ -245,6 +272,15 @@ impl Config {
             {
                 return Err(invalid(&key("runtime_root"), "must be an absolute path"));
             }
+        }
+        if !self.streaming.tls_cert.as_os_str().is_empty()
+            || !self.streaming.tls_key.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                "streaming.tls_cert",
+                "TLS for the streaming server is not supported; kubelet reaches it over \
+                 loopback in plain HTTP (leave tls_cert and tls_key empty)",
+            ));
         }
         if self.images.max_concurrent_downloads == 0 {
             return Err(invalid(

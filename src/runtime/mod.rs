@@ -6,6 +6,7 @@
 mod container;
 pub mod exec;
 pub mod handlers;
+mod interactive;
 mod image_volumes;
 mod names;
 mod pod;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use prost::Message;
 
 pub use container::ContainerError;
+pub use interactive::Interactive;
 pub use pod::PodError;
 
 use crate::config::Config;

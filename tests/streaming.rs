@@ -244,11 +244,15 @@ async fn httpd_pod() -> (Arc<Env>, Pod) {
 }
 
 async fn port_forward_url(pod: &Pod) -> String {
+    port_forward_url_with(pod, vec![]).await
+}
+
+async fn port_forward_url_with(pod: &Pod, port: Vec<i32>) -> String {
     pod.rt
         .clone()
         .port_forward(cri::PortForwardRequest {
             pod_sandbox_id: pod.id.clone(),
-            port: vec![],
+            port,
         })
         .await
         .expect("PortForward")
@@ -316,6 +320,43 @@ async fn port_forward_tunnelled_in_websocket() {
     let got = first_answer(&pf).await;
     assert!(String::from_utf8_lossy(&got.data).ends_with("hi-from-the-pod"));
     pf.session.close().await;
+
+    // Legacy WebSocket port-forward: ports from the request, channel 0 data, 1 errors.
+    use futures::StreamExt as _;
+    let url = port_forward_url_with(&pod, vec![8080]).await;
+    let (mut ws, protocol) = ws_connect(&url, &["v4.channel.k8s.io"]).await;
+    assert_eq!(protocol.as_deref(), Some("v4.channel.k8s.io"));
+    let mut data = Vec::new();
+    let mut announced = Vec::new();
+    let mut sent = false;
+    let run = async {
+        while let Some(message) = ws.next().await {
+            let bytes = message.unwrap().into_data();
+            if bytes.is_empty() {
+                continue;
+            }
+            if announced.len() < 2 {
+                announced.push(bytes.to_vec());
+            } else {
+                assert_eq!(bytes[0], 0, "{bytes:?}");
+                data.extend_from_slice(&bytes[1..]);
+            }
+            if announced.len() == 2 && !sent {
+                let mut get = vec![0u8];
+                get.extend_from_slice(GET);
+                ws_send(&mut ws, get).await;
+                sent = true;
+            }
+            if data.ends_with(b"hi-from-the-pod") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(SESSION_TIMEOUT, run)
+        .await
+        .expect("answer in time");
+    assert_eq!(announced, vec![vec![0, 0x90, 0x1f], vec![1, 0x90, 0x1f]]);
+    assert!(String::from_utf8_lossy(&data).contains(" 200 "));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -327,6 +327,19 @@ mod tests {
     }
 
     #[test]
+    fn streaming_section() {
+        let cfg = Config::parse("[streaming]\naddress = \"::1\"\nport = 10010\n").unwrap();
+        assert_eq!(
+            cfg.streaming.address,
+            "::1".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(cfg.streaming.port, 10010);
+        let err = Config::parse("[streaming]\ntls_cert = \"/etc/c.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("streaming.tls_cert"), "{err}");
+        assert!(Config::parse("[streaming]\naddress = \"localhost\"\n").is_err());
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::parse("[images]\nmax_downloads = 3\n").unwrap_err();
         assert!(err.to_string().contains("max_downloads"), "{err}");

@@ -1,7 +1,8 @@
 //! Port-forward sessions: `portforward.k8s.io` over SPDY (also tunnelled in WebSocket). Each
 //! forwarded connection is a pair of streams (`error`, `data`) matched by `requestid`; the data
 //! stream is connected to `127.0.0.1:<port>` (or `[::1]`) inside the pod's network namespace.
-//! A failed connection is reported on its error stream; the session goes on.
+//! A failed connection is reported on its error stream; the session goes on. Legacy WebSocket
+//! clients get [`serve_ws_legacy`].
 
 use std::collections::HashMap;
 use std::io;
@@ -10,11 +11,17 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use bytes::Bytes;
+use futures::{SinkExt as _, StreamExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::spdy::{RstStatus, ServerSession, SpdyStream, StreamReader, StreamWriter};
+use super::ws::{self, ChannelProtocol, Incoming};
 
 /// A stream pair must be complete within this time (kubelet's library uses 30 s).
 const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
@@ -248,4 +255,110 @@ fn dial_blocking(netns: Option<&OwnedFd>, port: u16) -> io::Result<std::net::Tcp
             )
         }),
     }
+}
+
+/// Legacy WebSocket port-forward (`v4.channel.k8s.io`, `v4.base64.channel.k8s.io` or no
+/// subprotocol): the ports come from the CRI request; the i-th port's data is channel 2i and its
+/// errors channel 2i+1. Each channel pair first carries the port (2 bytes, little-endian), then
+/// one TCP connection is forwarded per port. The session ends when the client closes.
+pub async fn serve_ws_legacy<S>(
+    ws: WebSocketStream<S>,
+    proto: ChannelProtocol,
+    ports: Vec<u16>,
+    target: Target,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sink, mut source) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(WS_OUT_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = out_rx.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut forwards = JoinSet::new();
+    let mut inbound = Vec::new();
+    for (i, port) in ports.iter().copied().enumerate() {
+        let data = (2 * i) as u8;
+        for channel in [data, data + 1] {
+            let _ = out_tx
+                .send(ws::encode(proto, channel, &port.to_le_bytes()))
+                .await;
+        }
+        let (tx, rx) = mpsc::channel::<Bytes>(WS_IN_QUEUE);
+        inbound.push(tx);
+        forwards.spawn(forward_channel(
+            target.clone(),
+            port,
+            data,
+            rx,
+            out_tx.clone(),
+            proto,
+        ));
+    }
+    while let Some(Ok(message)) = source.next().await {
+        match ws::decode(proto, message) {
+            Ok(Some(Incoming::Data { channel, payload })) if channel % 2 == 0 => {
+                if let Some(tx) = inbound.get(usize::from(channel / 2)) {
+                    let _ = tx.send(payload).await;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = ?e, "port-forward websocket: bad message");
+                break;
+            }
+        }
+    }
+    forwards.abort_all();
+    drop(out_tx);
+    writer.abort();
+}
+
+const WS_OUT_QUEUE: usize = 64;
+const WS_IN_QUEUE: usize = 16;
+
+async fn forward_channel(
+    target: Target,
+    port: u16,
+    data: u8,
+    mut inbound: mpsc::Receiver<Bytes>,
+    out: mpsc::Sender<Message>,
+    proto: ChannelProtocol,
+) {
+    let socket = match dial(&target, port).await {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!("error forwarding port {port}: {e}");
+            let _ = out
+                .send(ws::encode(proto, data + 1, message.as_bytes()))
+                .await;
+            return;
+        }
+    };
+    let (mut from_socket, mut to_socket) = socket.into_split();
+    let up = async {
+        while let Some(bytes) = inbound.recv().await {
+            if to_socket.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_socket.shutdown().await;
+    };
+    let down = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match from_socket.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if out.send(ws::encode(proto, data, &buf[..n])).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    tokio::join!(up, down);
 }

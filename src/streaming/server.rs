@@ -239,12 +239,24 @@ impl StreamingServer {
         enum Mode {
             Channels(ChannelProtocol),
             Tunnel,
+            LegacyPortForward(ChannelProtocol),
         }
         let chosen = match &pending {
-            Pending::PortForward(_) => offered
-                .iter()
-                .find(|p| p.as_str() == SPDY_TUNNEL_PROTOCOL)
-                .map(|p| (Some(p.clone()), Mode::Tunnel)),
+            Pending::PortForward(_) if offered.is_empty() => {
+                Some((None, Mode::LegacyPortForward(ChannelProtocol::V1)))
+            }
+            Pending::PortForward(_) => offered.iter().find_map(|p| match p.as_str() {
+                SPDY_TUNNEL_PROTOCOL => Some((Some(p.clone()), Mode::Tunnel)),
+                "v4.channel.k8s.io" => Some((
+                    Some(p.clone()),
+                    Mode::LegacyPortForward(ChannelProtocol::V4),
+                )),
+                "v4.base64.channel.k8s.io" => Some((
+                    Some(p.clone()),
+                    Mode::LegacyPortForward(ChannelProtocol::V4Base64),
+                )),
+                _ => None,
+            }),
             _ if offered.is_empty() => Some((None, Mode::Channels(ChannelProtocol::V1))),
             _ => offered.iter().find_map(|p| {
                 ChannelProtocol::from_subprotocol(p).map(|c| (Some(p.clone()), Mode::Channels(c)))
@@ -252,7 +264,9 @@ impl StreamingServer {
         };
         let Some((subprotocol, mode)) = chosen else {
             let supported = match pending {
-                Pending::PortForward(_) => SPDY_TUNNEL_PROTOCOL.to_owned(),
+                Pending::PortForward(_) => {
+                    format!("{SPDY_TUNNEL_PROTOCOL}, v4.channel.k8s.io, v4.base64.channel.k8s.io")
+                }
                 _ => "v5.channel.k8s.io, v4.channel.k8s.io, v4.base64.channel.k8s.io, \
                       base64.channel.k8s.io, channel.k8s.io"
                     .to_owned(),
@@ -282,6 +296,17 @@ impl StreamingServer {
                 }
                 (Mode::Channels(proto), None) => {
                     session::serve_ws(ws, proto, pending, runtime).await;
+                }
+                (Mode::LegacyPortForward(proto), Some(target)) => {
+                    let ports = match &pending {
+                        Pending::PortForward(req) => req
+                            .port
+                            .iter()
+                            .filter_map(|p| u16::try_from(*p).ok())
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    portforward::serve_ws_legacy(ws, proto, ports, target).await;
                 }
                 _ => {}
             }

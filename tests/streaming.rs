@@ -485,3 +485,41 @@ async fn websocket_base64_exec() {
     let status: serde_json::Value = serde_json::from_slice(&done.channels[&3]).unwrap();
     assert_eq!(status["status"], "Success");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_never_blocks_the_container() {
+    let env = Env::shared();
+    env.pull(&env.busybox()).await;
+    let pod = Pod::start(&env.daemon, cri::PodSandboxConfig::default()).await;
+    let script = "while true; do head -c 100000 /dev/zero; echo; sleep 0.02; done";
+    let id = pod.launch(pod.sh("noisy", &env.busybox(), script)).await;
+    let url = pod
+        .rt
+        .clone()
+        .attach(cri::AttachRequest {
+            container_id: id.clone(),
+            stdin: false,
+            tty: false,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .expect("Attach")
+        .into_inner()
+        .url;
+    let want = Want {
+        stdout: true,
+        ..Default::default()
+    };
+    // Attached, and never reading.
+    let cmd = open_command(&url, want).await;
+    let log = pod.logs.path().join("noisy.log");
+    let size = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = size();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(size() > before + 1_000_000, "the log stalled at {before}");
+    let status = pod.status(&id).await;
+    assert_eq!(status.state, cri::ContainerState::ContainerRunning as i32);
+    drop(cmd);
+}

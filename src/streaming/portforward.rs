@@ -300,7 +300,7 @@ pub async fn serve_ws_legacy<S>(
     }
     while let Some(Ok(message)) = source.next().await {
         match ws::decode(proto, message) {
-            Ok(Some(Incoming::Data { channel, payload })) if channel % 2 == 0 => {
+            Ok(Some(Incoming::Data { channel, payload })) if channel.is_multiple_of(2) => {
                 if let Some(tx) = inbound.get(usize::from(channel / 2)) {
                     let _ = tx.send(payload).await;
                 }

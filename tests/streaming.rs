@@ -523,3 +523,49 @@ async fn a_client_that_stops_reading_never_blocks_the_container() {
     assert_eq!(status.state, cri::ContainerState::ContainerRunning as i32);
     drop(cmd);
 }
+
+/// Whether a process with `arg` on its command line runs in the container.
+async fn runs_in(pod: &Pod, id: &str, arg: &str) -> bool {
+    let out = pod
+        .rt
+        .clone()
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), "cat /proc/[0-9]*/cmdline".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    String::from_utf8_lossy(&out.stdout).contains(arg)
+}
+
+async fn gone_soon(pod: &Pod, id: &str, arg: &str) {
+    for _ in 0..100 {
+        if !runs_in(pod, id, arg).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("sleep {arg} still runs after its client went away");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_ends_its_exec() {
+    let (_env, pod, id) = running().await;
+    // SPDY: the client tears the connection down.
+    let url = exec_url(&pod, &id, &["sleep", "4242"], OUT_ERR).await;
+    let cmd = open_command(&url, OUT_ERR).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(runs_in(&pod, &id, "4242").await);
+    cmd.session.close().await;
+    gone_soon(&pod, &id, "4242").await;
+    // WebSocket: the client closes.
+    use futures::SinkExt as _;
+    let url = exec_url(&pod, &id, &["sleep", "4343"], OUT_ERR).await;
+    let (mut ws, _) = ws_connect(&url, &["v5.channel.k8s.io"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(runs_in(&pod, &id, "4343").await);
+    ws.close(None).await.unwrap();
+    gone_soon(&pod, &id, "4343").await;
+}

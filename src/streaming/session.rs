@@ -280,7 +280,21 @@ pub async fn serve_ws<S>(
         stderr,
         resize,
     };
-    let outcome = run(&runtime, &pending, streams).await;
+    let mut reader = reader;
+    let command = run(&runtime, &pending, streams);
+    tokio::pin!(command);
+    let outcome = tokio::select! {
+        outcome = &mut command => outcome,
+        // The client closed or broke the connection: dropping the command kills an exec'd
+        // process (an attach just detaches).
+        _ = &mut reader => {
+            writer.abort();
+            for pump in pumps {
+                pump.abort();
+            }
+            return;
+        }
+    };
     for pump in pumps {
         let _ = pump.await;
     }

@@ -561,7 +561,6 @@ async fn a_client_that_goes_away_ends_its_exec() {
     cmd.session.close().await;
     gone_soon(&pod, &id, "4242").await;
     // WebSocket: the client closes.
-    use futures::SinkExt as _;
     let url = exec_url(&pod, &id, &["sleep", "4343"], OUT_ERR).await;
     let (mut ws, _) = ws_connect(&url, &["v5.channel.k8s.io"]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -568,3 +568,50 @@ async fn a_client_that_goes_away_ends_its_exec() {
     ws.close(None).await.unwrap();
     gone_soon(&pod, &id, "4343").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_forward_to_a_host_network_pod() {
+    let env = Env::shared();
+    env.pull(&env.busybox()).await;
+    let host_net = || cri::NamespaceOption {
+        network: cri::NamespaceMode::Node as i32,
+        ..Default::default()
+    };
+    let config = cri::PodSandboxConfig {
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(host_net()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = Pod::start(&env.daemon, config).await;
+    let port = support::free_port();
+    let script = format!(
+        "mkdir -p /tmp/www && echo -n hi-from-the-host > /tmp/www/index.html && \
+         exec /bin/busybox httpd -f -p 127.0.0.1:{port} -h /tmp/www"
+    );
+    let mut container = pod.sh("httpd", &env.busybox(), &script);
+    container.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            namespace_options: Some(host_net()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    pod.launch(container).await;
+    let pf = PortForward::spdy(&port_forward_url(&pod).await).await;
+    let mut answer = Vec::new();
+    for _ in 0..50 {
+        answer = pf.request(port, GET).await.data;
+        if !answer.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(String::from_utf8_lossy(&answer).ends_with("hi-from-the-host"));
+    // The same server is on the host's loopback.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+}

@@ -359,7 +359,9 @@ async fn accept_loop(listener: TcpListener, server: std::sync::Weak<StreamingSer
                 let server = server.clone();
                 async move { Ok::<_, Infallible>(server.handle(req).await) }
             });
+            // The timer enables hyper's 30 s limit on reading the request head.
             if let Err(e) = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .serve_connection(TokioIo::new(tcp), service)
                 .with_upgrades()
                 .await

@@ -615,3 +615,17 @@ async fn port_forward_to_a_host_network_pod() {
     // The same server is on the host's loopback.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_tty_is_a_pty_of_the_container() {
+    let (_env, pod, id) = running().await;
+    let want = Want {
+        stdin: false,
+        stdout: true,
+        stderr: false,
+        tty: true,
+    };
+    let script = r#"t=$(/bin/busybox tty) && test -c "$t" && ls /dev/pts | grep -qx "${t#/dev/pts/}" && echo "ok $t""#;
+    let done = exec(&pod, &id, &["sh", "-c", script], want).await;
+    assert!(done.stdout().starts_with("ok /dev/pts/"), "{done:?}");
+}

@@ -140,9 +140,53 @@ fn set_flags(fd: &OwnedFd, nonblocking: bool) -> io::Result<()> {
     Ok(())
 }
 
+struct PtyPair {
+    master: OwnedFd,
+    slave: OwnedFd,
+}
+
+/// A new pty of the container's own devpts instance (its `/dev/pts`, mounted `newinstance`), so
+/// that the process sees its terminal there (`tty`, `/dev/pts/N`). `pts/ptmx` is resolved
+/// inside the container's root (openat2 RESOLVE_IN_ROOT: its symlinks cannot lead out) and must
+/// be the ptmx device; the slave comes from TIOCGPTPEER, without a path lookup.
+fn container_pty(init_pid: i32) -> io::Result<PtyPair> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    use std::os::fd::FromRawFd as _;
+    if init_pid <= 0 {
+        return Err(io::Error::other("the container has no init pid"));
+    }
+    let root = std::fs::File::open(format!("/proc/{init_pid}/root"))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let master = openat2(&root, "dev/pts/ptmx", how)?;
+    let stat = nix::sys::stat::fstat(&master)?;
+    let is_ptmx = (stat.st_mode & libc::S_IFMT) == libc::S_IFCHR
+        && libc::major(stat.st_rdev) == 5
+        && libc::minor(stat.st_rdev) == 2;
+    if !is_ptmx {
+        return Err(io::Error::other("dev/pts/ptmx is not the ptmx device"));
+    }
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int through the pointer, valid for the call.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes the open flags by value and returns a new descriptor.
+    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if slave < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the ioctl returned a fresh descriptor that nothing else owns.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    Ok(PtyPair { master, slave })
+}
+
 impl Runtime {
     /// Starts `cmd` in a running container with live stdio through the `strata exec` helper.
-    /// With `tty` the process gets a new pty (as stdin, stdout and stderr) and `stderr` must be
+    /// With `tty` the process gets a new pty of the container's `/dev/pts` (as stdin, stdout and
+    /// stderr; one of the host's if the container has no usable devpts) and `stderr` must be
     /// false.
     pub async fn exec_interactive(
         &self,
@@ -159,6 +203,7 @@ impl Runtime {
                 message,
             })
         };
+        let record = self.container(id)?;
         let config = self.exec_config(id, cmd, tty)?;
         let mut command = tokio::process::Command::new(&self.binary);
         command
@@ -168,8 +213,19 @@ impl Runtime {
             .kill_on_drop(true);
         let mut pty = None;
         if tty {
-            let pair =
-                nix::pty::openpty(None, None).map_err(|e| failed(format!("opening a pty: {e}")))?;
+            let pair = match container_pty(record.pid) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!(container = %record.id, error = %e,
+                        "no pty in the container's /dev/pts; using one of the host");
+                    let pair = nix::pty::openpty(None, None)
+                        .map_err(|e| failed(format!("opening a pty: {e}")))?;
+                    PtyPair {
+                        master: pair.master,
+                        slave: pair.slave,
+                    }
+                }
+            };
             set_flags(&pair.master, true).map_err(|e| failed(format!("pty: {e}")))?;
             set_flags(&pair.slave, false).map_err(|e| failed(format!("pty: {e}")))?;
             let dup = || {

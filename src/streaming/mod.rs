@@ -14,6 +14,7 @@ pub mod ws;
 
 pub mod attach;
 pub mod exec;
+mod idle;
 pub mod portforward;
 pub mod remotecommand;
 pub mod server;

@@ -19,6 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use super::idle::{Activity, IDLE_TIMEOUT, Tracked};
 use super::portforward::{self, Target};
 use super::remotecommand::{self, PORT_FORWARD_PROTOCOL, SPDY_PROTOCOLS, Version};
 use super::session;
@@ -199,17 +200,26 @@ impl StreamingServer {
         };
         let runtime = self.runtime.clone();
         tokio::spawn(async move {
+            let activity = Activity::new();
             let io = match on_upgrade.await {
-                Ok(upgraded) => TokioIo::new(upgraded),
+                Ok(upgraded) => Tracked::new(TokioIo::new(upgraded), activity.clone()),
                 Err(e) => {
                     tracing::debug!(error = %e, "streaming: SPDY upgrade failed");
                     return;
                 }
             };
-            match (target, Version::from_name(chosen)) {
-                (Some(target), _) => portforward::serve_spdy(io, target).await,
-                (None, Some(version)) => session::serve_spdy(io, version, pending, runtime).await,
-                (None, None) => {}
+            let serve = async move {
+                match (target, Version::from_name(chosen)) {
+                    (Some(target), _) => portforward::serve_spdy(io, target).await,
+                    (None, Some(version)) => {
+                        session::serve_spdy(io, version, pending, runtime).await;
+                    }
+                    (None, None) => {}
+                }
+            };
+            tokio::select! {
+                () = serve => {}
+                () = activity.idle(IDLE_TIMEOUT) => tracing::debug!("streaming: idle SPDY session dropped"),
             }
         });
         let mut response = switching("SPDY/3.1");
@@ -282,33 +292,40 @@ impl StreamingServer {
         };
         let runtime = self.runtime.clone();
         tokio::spawn(async move {
+            let activity = Activity::new();
             let io = match on_upgrade.await {
-                Ok(upgraded) => TokioIo::new(upgraded),
+                Ok(upgraded) => Tracked::new(TokioIo::new(upgraded), activity.clone()),
                 Err(e) => {
                     tracing::debug!(error = %e, "streaming: WebSocket upgrade failed");
                     return;
                 }
             };
             let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
-            match (mode, target) {
-                (Mode::Tunnel, Some(target)) => {
-                    portforward::serve_spdy(WsByteStream::new(ws), target).await;
+            let serve = async move {
+                match (mode, target) {
+                    (Mode::Tunnel, Some(target)) => {
+                        portforward::serve_spdy(WsByteStream::new(ws), target).await;
+                    }
+                    (Mode::Channels(proto), None) => {
+                        session::serve_ws(ws, proto, pending, runtime).await;
+                    }
+                    (Mode::LegacyPortForward(proto), Some(target)) => {
+                        let ports = match &pending {
+                            Pending::PortForward(req) => req
+                                .port
+                                .iter()
+                                .filter_map(|p| u16::try_from(*p).ok())
+                                .collect(),
+                            _ => Vec::new(),
+                        };
+                        portforward::serve_ws_legacy(ws, proto, ports, target).await;
+                    }
+                    _ => {}
                 }
-                (Mode::Channels(proto), None) => {
-                    session::serve_ws(ws, proto, pending, runtime).await;
-                }
-                (Mode::LegacyPortForward(proto), Some(target)) => {
-                    let ports = match &pending {
-                        Pending::PortForward(req) => req
-                            .port
-                            .iter()
-                            .filter_map(|p| u16::try_from(*p).ok())
-                            .collect(),
-                        _ => Vec::new(),
-                    };
-                    portforward::serve_ws_legacy(ws, proto, ports, target).await;
-                }
-                _ => {}
+            };
+            tokio::select! {
+                () = serve => {}
+                () = activity.idle(IDLE_TIMEOUT) => tracing::debug!("streaming: idle WebSocket session dropped"),
             }
         });
         let mut response = switching("websocket");

@@ -6,8 +6,8 @@
 mod container;
 pub mod exec;
 pub mod handlers;
-mod interactive;
 mod image_volumes;
+mod interactive;
 mod names;
 mod pod;
 pub mod pod_files;

@@ -2,8 +2,8 @@
 //! UNIMPLEMENTED through tonic's generated default stubs: an honest answer kubelet and crictl
 //! understand, never a fake success.
 
-mod container_status;
 mod attach;
+mod container_status;
 mod create_container;
 mod exec;
 mod exec_sync;
@@ -48,7 +48,10 @@ fn check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(
 }
 
 /// The streaming server's URL for `pending`.
-fn streaming_url(ctx: &Context, pending: crate::streaming::tokens::Pending) -> Result<String, Status> {
+fn streaming_url(
+    ctx: &Context,
+    pending: crate::streaming::tokens::Pending,
+) -> Result<String, Status> {
     let server = ctx
         .streaming
         .get()

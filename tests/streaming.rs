@@ -629,3 +629,51 @@ async fn exec_tty_is_a_pty_of_the_container() {
     let done = exec(&pod, &id, &["sh", "-c", script], want).await;
     assert!(done.stdout().starts_with("ok /dev/pts/"), "{done:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_with_tty_applies_resizes() {
+    let env = Env::shared();
+    env.pull(&env.busybox()).await;
+    let pod = Pod::start(&env.daemon, cri::PodSandboxConfig::default()).await;
+    let mut config = pod.container("tty", &env.busybox(), &["/bin/sh"]);
+    config.stdin = true;
+    config.tty = true;
+    let id = pod.launch(config).await;
+    let url = pod
+        .rt
+        .clone()
+        .attach(cri::AttachRequest {
+            container_id: id.clone(),
+            stdin: true,
+            tty: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .expect("Attach")
+        .into_inner()
+        .url;
+    let want = Want {
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: true,
+    };
+    let mut cmd = open_command(&url, want).await;
+    let mut resize = cmd.resize.take().unwrap();
+    resize
+        .write_all(b"{\"Width\":77,\"Height\":33}\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut stdin = cmd.stdin.take().unwrap();
+    stdin
+        .write_all(b"/bin/busybox stty size; exit\n")
+        .await
+        .unwrap();
+    cmd.stdin = Some(stdin);
+    cmd.resize = Some(resize);
+    let done = cmd.finish().await;
+    assert!(done.stdout().contains("33 77"), "{:?}", done.stdout());
+    assert_eq!(done.status()["status"], "Success");
+}

@@ -203,14 +203,9 @@ impl Runtime {
                 message,
             })
         };
-        let record = self.container(id)?;
-        let config = self.exec_config(id, cmd, tty)?;
+        let record = self.running(id, "exec needs a running container")?;
         let mut command = tokio::process::Command::new(&self.binary);
-        command
-            .arg("exec")
-            .arg("--config")
-            .arg(&config)
-            .kill_on_drop(true);
+        command.kill_on_drop(true);
         let mut pty = None;
         if tty {
             let pair = match container_pty(record.pid) {
@@ -249,7 +244,9 @@ impl Runtime {
                 .stdout(piped(stdout))
                 .stderr(piped(stderr));
         }
-        let spawned = command.spawn();
+        // Written last, so that no failure above leaves it behind.
+        let config = self.exec_config(id, cmd, tty)?;
+        let spawned = command.arg("exec").arg("--config").arg(&config).spawn();
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {

@@ -15,7 +15,8 @@
 //! - [`cgroups`]: cgroupfs management (v1, hybrid, v2).
 //! - [`monitor`]: the per-container monitor process (`strata-monitor`) and its daemon-side client.
 //! - [`podinit`]: the process holding a pod's namespaces (`strata pod-init`).
-//! - [`streaming`]: the CRI streaming protocols (SPDY/3.1, Kubernetes WebSocket channels).
+//! - [`streaming`]: the streaming server behind the Exec, Attach and PortForward URLs and its
+//!   protocols (SPDY/3.1, Kubernetes WebSocket channels).
 
 pub mod cgroups;
 pub mod config;

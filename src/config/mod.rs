@@ -36,6 +36,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub runtime: RuntimeConfig,
     pub network: NetworkConfig,
+    pub streaming: StreamingConfig,
 }
 
 /// `[network]`: pod networking through CNI plugins, configured as for kubelet with containerd.
@@ -54,6 +55,31 @@ impl Default for NetworkConfig {
         Self {
             cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+        }
+    }
+}
+
+/// The streaming server behind the `Exec`, `Attach` and `PortForward` URLs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// Listen address. Loopback by default: kubelet runs on the node, and the URL's token is the
+    /// only authentication.
+    pub address: std::net::IpAddr,
+    /// Listen port; 0 picks a free one at start-up.
+    pub port: u16,
+    /// TLS certificate and key (PEM). Not supported yet: setting them stops start-up.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        Self {
+            address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 0,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -151,6 +177,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             runtime: RuntimeConfig::default(),
             network: NetworkConfig::default(),
+            streaming: StreamingConfig::default(),
         }
     }
 }
@@ -279,6 +306,15 @@ impl Config {
                 "must list at least one directory, each an absolute path",
             ));
         }
+        if !self.streaming.tls_cert.as_os_str().is_empty()
+            || !self.streaming.tls_key.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                "streaming.tls_cert",
+                "TLS for the streaming server is not supported; kubelet reaches it over \
+                 loopback in plain HTTP (leave tls_cert and tls_key empty)",
+            ));
+        }
         if self.images.max_concurrent_downloads == 0 {
             return Err(invalid(
                 "images.max_concurrent_downloads",
@@ -321,6 +357,19 @@ mod tests {
     #[test]
     fn printed_default_parses_to_the_built_in_default() {
         assert_eq!(Config::parse(DEFAULT_TOML).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn streaming_section() {
+        let cfg = Config::parse("[streaming]\naddress = \"::1\"\nport = 10010\n").unwrap();
+        assert_eq!(
+            cfg.streaming.address,
+            "::1".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(cfg.streaming.port, 10010);
+        let err = Config::parse("[streaming]\ntls_cert = \"/etc/c.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("streaming.tls_cert"), "{err}");
+        assert!(Config::parse("[streaming]\naddress = \"localhost\"\n").is_err());
     }
 
     #[test]

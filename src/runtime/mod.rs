@@ -9,6 +9,7 @@ pub mod events;
 pub mod exec;
 pub mod handlers;
 mod image_volumes;
+mod interactive;
 mod names;
 mod pod;
 pub mod pod_files;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use prost::Message;
 
 pub use container::ContainerError;
+pub use interactive::Interactive;
 pub use pod::PodError;
 
 use crate::config::Config;

@@ -3,8 +3,10 @@
 //! understand, never a fake success.
 
 mod container_stats;
+mod attach;
 mod container_status;
 mod create_container;
+mod exec;
 mod exec_sync;
 mod get_container_events;
 mod list_container_stats;
@@ -15,6 +17,7 @@ mod list_pod_sandbox_metrics;
 mod list_pod_sandbox_stats;
 mod pod_sandbox_stats;
 mod pod_sandbox_status;
+mod port_forward;
 mod remove_container;
 mod remove_pod_sandbox;
 mod reopen_container_log;
@@ -36,6 +39,35 @@ use tonic::{Request, Response, Status};
 use crate::cri::v1::runtime_service_server::RuntimeService;
 use crate::cri::v1::{self as cri};
 use crate::server::Context;
+
+/// Streams an exec or attach asks for: a tty merges stderr into stdout, and at least one is
+/// needed.
+fn check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(), Status> {
+    if tty && stderr {
+        return Err(Status::invalid_argument(
+            "tty and stderr cannot both be true: a tty has no separate stderr",
+        ));
+    }
+    if !(stdin || stdout || stderr) {
+        return Err(Status::invalid_argument(
+            "one of stdin, stdout or stderr must be true",
+        ));
+    }
+    Ok(())
+}
+
+/// The streaming server's URL for `pending`.
+fn streaming_url(
+    ctx: &Context,
+    pending: crate::streaming::tokens::Pending,
+) -> Result<String, Status> {
+    let server = ctx
+        .streaming
+        .get()
+        .ok_or(crate::streaming::StreamingError::NotRunning)
+        .map_err(crate::server::status::status)?;
+    server.url(pending).map_err(crate::server::status::status)
+}
 
 /// Records the object a call acts on in the RPC's tracing span.
 fn record_id(id: &str) {
@@ -186,6 +218,33 @@ impl RuntimeService for RuntimeServiceImpl {
         request: Request<cri::ExecSyncRequest>,
     ) -> Result<Response<cri::ExecSyncResponse>, Status> {
         exec_sync::exec_sync(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn exec(
+        &self,
+        request: Request<cri::ExecRequest>,
+    ) -> Result<Response<cri::ExecResponse>, Status> {
+        exec::exec(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn attach(
+        &self,
+        request: Request<cri::AttachRequest>,
+    ) -> Result<Response<cri::AttachResponse>, Status> {
+        attach::attach(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<cri::PortForwardRequest>,
+    ) -> Result<Response<cri::PortForwardResponse>, Status> {
+        port_forward::port_forward(&self.ctx, request.into_inner())
             .await
             .map(Response::new)
     }

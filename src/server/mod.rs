@@ -49,6 +49,8 @@ pub enum ServerError {
     Recover(#[from] crate::runtime::RecoverError),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamingError),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -69,6 +71,8 @@ pub struct Context {
     pub images: Arc<Images>,
     pub runtime: Arc<crate::runtime::Runtime>,
     pub metrics: Arc<metrics::RpcMetrics>,
+    /// The streaming server (Exec/Attach/PortForward URLs), once `serve` started it.
+    pub streaming: std::sync::OnceLock<Arc<crate::streaming::StreamingServer>>,
 }
 
 impl Context {
@@ -98,6 +102,7 @@ impl Context {
             images,
             runtime,
             metrics: Arc::default(),
+            streaming: std::sync::OnceLock::new(),
         })
     }
 }
@@ -118,6 +123,10 @@ pub async fn serve(config: Config) -> Result<(), ServerError> {
     let socket_path = config.socket.clone();
     let ctx = Arc::new(Context::open(config)?);
     ctx.runtime.recover().await?;
+    let streaming =
+        crate::streaming::StreamingServer::start(&ctx.config.streaming, ctx.runtime.clone())
+            .await?;
+    let _ = ctx.streaming.set(streaming);
     let listener = socket::bind(&socket_path)?;
     let shutdown = shutdown_signal()?;
     tracing::info!(socket = %socket_path.display(), version = crate::RUNTIME_VERSION, "strata serving CRI");

@@ -46,6 +46,7 @@ pub mod image;
 pub mod proxy;
 pub mod registry;
 pub mod rootfs;
+pub mod streaming;
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {

@@ -90,6 +90,7 @@ mod tests {
             exit: None,
             log_path: String::new(),
             cgroup_path: String::new(),
+            user: None,
         }
     }
 

@@ -83,6 +83,7 @@ mod tests {
             netns_path: String::new(),
             ips: vec![],
             cgroup_parent: String::new(),
+            network: None,
         }
     }
 

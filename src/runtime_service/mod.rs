@@ -2,8 +2,8 @@
 //! UNIMPLEMENTED through tonic's generated default stubs: an honest answer kubelet and crictl
 //! understand, never a fake success.
 
-mod container_stats;
 mod attach;
+mod container_stats;
 mod container_status;
 mod create_container;
 mod exec;

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use strata::podinit::{PodInitConfig, spawn};
 
-const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+// pod-init runs from the small strata-monitor executable, as the daemon starts it.
+const STRATA: &str = env!("CARGO_BIN_EXE_strata-monitor");
 
 /// A pod-init process, SIGKILLed on drop.
 struct PodInit(i32);

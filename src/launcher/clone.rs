@@ -5,7 +5,7 @@
 //! which is only sound because the caller is single-threaded ([`ensure_single_threaded`]).
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sched::CloneFlags;
 
@@ -21,6 +21,9 @@ pub(crate) fn ensure_single_threaded() -> Result<(), LaunchError> {
     }
     Ok(())
 }
+
+/// `CLONE_INTO_CGROUP` (linux/sched.h; not in the libc crate for every target).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// `struct clone_args` (CLONE_ARGS_SIZE_VER2).
 #[repr(C)]
@@ -39,33 +42,60 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// A cloned child.
+pub(crate) struct Spawned {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// Whether the child was born in the cgroup passed to [`spawn`].
+    pub in_cgroup: bool,
+}
+
 /// Clones a child that runs `child` (which must not return) with the namespace `flags`
-/// (`CLONE_NEWPID`, `CLONE_NEWUSER`...). Returns the child's pid and a pidfd to it.
+/// (`CLONE_NEWPID`, `CLONE_NEWUSER`...), born in the cgroup v2 directory `cgroup` when one is
+/// given and the kernel takes it (`CLONE_INTO_CGROUP`; otherwise `in_cgroup` is false and the
+/// caller moves the child itself).
 pub(crate) fn spawn(
     flags: CloneFlags,
+    cgroup: Option<BorrowedFd<'_>>,
     child: impl FnOnce() -> std::convert::Infallible,
-) -> io::Result<(i32, OwnedFd)> {
+) -> io::Result<Spawned> {
     let mut pidfd: RawFd = -1;
-    let mut args = CloneArgs {
-        flags: (flags.bits() as u64) | libc::CLONE_PIDFD as u64,
-        pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..CloneArgs::default()
+    let clone3 = |pidfd: &mut RawFd, cgroup: Option<BorrowedFd<'_>>| {
+        let mut args = CloneArgs {
+            flags: (flags.bits() as u64) | libc::CLONE_PIDFD as u64,
+            pidfd: pidfd as *mut RawFd as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            ..CloneArgs::default()
+        };
+        if let Some(fd) = cgroup {
+            args.flags |= CLONE_INTO_CGROUP;
+            args.cgroup = fd.as_raw_fd() as u64;
+        }
+        // SAFETY: no CLONE_VM: the child gets a private copy of this (single-threaded) process,
+        // like fork; args is a valid clone_args of the size passed, and pidfd outlives the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &mut args as *mut CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        }
     };
-    // SAFETY: no CLONE_VM: the child gets a private copy of this (single-threaded) process, like
-    // fork; args is a valid clone_args of the size passed, and pidfd outlives the call.
-    let mut rc = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let mut in_cgroup = cgroup.is_some();
+    let mut rc = clone3(&mut pidfd, cgroup);
+    if rc < 0 && in_cgroup {
+        // An old kernel, or a cgroup the kernel refuses to be born in: clone plainly and let the
+        // caller's own migration succeed or report why not.
+        in_cgroup = false;
+        rc = clone3(&mut pidfd, None);
+    }
     if rc < 0 {
         let e = io::Error::last_os_error();
         if !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
             return Err(e);
         }
+        // Only clone3 knows CLONE_INTO_CGROUP: the child stays in our cgroup.
+        in_cgroup = false;
         // clone(2) returns the pidfd through the parent_tid argument (third on every arch).
         let legacy = (flags.bits() as libc::c_ulong)
             | libc::CLONE_PIDFD as libc::c_ulong
@@ -119,13 +149,16 @@ pub(crate) fn spawn(
         }
         pidfd = fd as RawFd;
     }
-    // SAFETY: the kernel gave us this pidfd; nothing else owns it.
-    Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+    Ok(Spawned {
+        pid,
+        // SAFETY: the kernel gave us this pidfd; nothing else owns it.
+        pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        in_cgroup,
+    })
 }
 
 /// Sends `signal` through the pidfd (never hits a recycled pid).
 pub(crate) fn pidfd_kill(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
-    use std::os::fd::AsRawFd as _;
     // SAFETY: integer arguments and a null siginfo.
     let rc = unsafe {
         libc::syscall(
@@ -173,7 +206,6 @@ pub(crate) fn pidfd_try_wait(pidfd: &OwnedFd) -> io::Result<Option<Exit>> {
 }
 
 fn waitid(pidfd: &OwnedFd, extra: libc::c_int) -> io::Result<Option<Exit>> {
-    use std::os::fd::AsRawFd as _;
     loop {
         // SAFETY: siginfo_t is plain old data; zero is valid.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };

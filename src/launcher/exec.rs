@@ -143,8 +143,11 @@ fn run(config_path: &Path) -> Result<i32, LaunchError> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), Some(&mut old))
         .map_err(|e| LaunchError::io("blocking signals", e.into()))?;
 
-    let (_pid, pidfd) = clone::spawn(CloneFlags::empty(), || child(&plan, filter.as_ref(), &old))
-        .map_err(|e| LaunchError::io("forking the exec process", e))?;
+    let pidfd = clone::spawn(CloneFlags::empty(), None, || {
+        child(&plan, filter.as_ref(), &old)
+    })
+    .map_err(|e| LaunchError::io("forking the exec process", e))?
+    .pidfd;
 
     loop {
         if let Some(exit) = clone::pidfd_try_wait(&pidfd)

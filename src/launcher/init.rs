@@ -56,9 +56,12 @@ pub(crate) struct InitPlan {
     /// v1 `tasks` files the child writes `0` to, itself, before joining or creating any
     /// namespace (see `cgroups::self_join_split` for why the child and not the parent).
     pub cgroup_tasks: Vec<PathBuf>,
-    /// cgroup files the parent writes the child's pid to (v2, or all when the clone makes a
-    /// user namespace: the child then has no rights over the host's cgroup files).
+    /// cgroup files the parent writes the child's pid to (v1 ones when the clone makes a user
+    /// namespace: the child then has no rights over the host's cgroup files).
     pub cgroup_procs: Vec<PathBuf>,
+    /// The cgroup v2 directory the child is cloned into (`CLONE_INTO_CGROUP`), with its
+    /// `cgroup.procs` for the parent to write instead if the kernel refuses the clone flag.
+    pub clone_cgroup: Option<(OwnedFd, PathBuf)>,
     /// Namespaces created by the clone (`CLONE_NEWPID`, `CLONE_NEWUSER`).
     pub clone_flags: CloneFlags,
     /// uid_map / gid_map contents the parent writes for a new user namespace.
@@ -207,11 +210,12 @@ impl InitPlan {
             .map(seccomp::compile)
             .transpose()
             .map_err(LaunchError::Spec)?;
-        let (cgroup_tasks, cgroup_procs) = if new_userns {
+        let (cgroup_tasks, mut cgroup_procs) = if new_userns {
             (Vec::new(), config.cgroup_procs.clone())
         } else {
             crate::cgroups::self_join_split(&config.cgroup_procs)
         };
+        let clone_cgroup = crate::cgroups::take_v2_dir(&mut cgroup_procs);
         let mut host = HostFacts::probe(host_netns, new_userns);
         if user_join.is_some() {
             let maps = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>, what| {
@@ -254,6 +258,7 @@ impl InitPlan {
             pid_join,
             cgroup_tasks,
             cgroup_procs,
+            clone_cgroup,
             clone_flags,
             id_maps,
             joins,

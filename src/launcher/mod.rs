@@ -21,8 +21,10 @@
 //! 2. join the spec's pid namespace if it has a path (affects children only);
 //! 3. socketpair (CLOEXEC); with `clone_mntns`, setns into the template mount namespace (its
 //!    bind sources were opened as detached mounts in step 1; `template` says why);
-//!    clone3(CLONE_PIDFD [| CLONE_NEWPID] [| CLONE_NEWUSER]); setns back to our own;
-//! 4. write uid/gid maps (new user ns), write the child's pid into every `cgroup.procs`, send `Go`;
+//!    clone3(CLONE_PIDFD [| CLONE_NEWPID] [| CLONE_NEWUSER] | CLONE_INTO_CGROUP of the v2
+//!    directory); setns back to our own;
+//! 4. write uid/gid maps (new user ns), write the child's pid into the `cgroup.procs` files the
+//!    child cannot join itself (v1 ones under a new user ns), send `Go`;
 //! 5. wait for `Ready` (or an `Error { step, message }`, then reap and return `Init`).
 //!
 //! [`CreatedInit::start`] sends `Start`; EOF on the channel means execve succeeded (the
@@ -223,9 +225,11 @@ pub fn create(config: &InitConfig, stdio: InitStdio) -> Result<CreatedInit, Laun
         }
         None => None,
     };
-    let spawned = clone::spawn(plan.clone_flags, || {
-        init::child_main(&plan, &child_end, parent_raw, stdio_raw)
-    });
+    let spawned = clone::spawn(
+        plan.clone_flags,
+        plan.clone_cgroup.as_ref().map(|(dir, _)| dir.as_fd()),
+        || init::child_main(&plan, &child_end, parent_raw, stdio_raw),
+    );
     let back = match (&plan.clone_ns, &cwd) {
         (Some((_, ours)), Some(cwd)) => {
             nix::sched::setns(ours.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)
@@ -233,7 +237,8 @@ pub fn create(config: &InitConfig, stdio: InitStdio) -> Result<CreatedInit, Laun
         }
         _ => Ok(()),
     };
-    let (pid, pidfd) = spawned.map_err(|e| LaunchError::io("cloning the container init", e))?;
+    let spawned = spawned.map_err(|e| LaunchError::io("cloning the container init", e))?;
+    let (pid, pidfd) = (spawned.pid, spawned.pidfd);
     drop(child_end);
     drop(stdio);
     // From here on, dropping `created` (any error) kills and reaps the init.
@@ -258,7 +263,12 @@ pub fn create(config: &InitConfig, stdio: InitStdio) -> Result<CreatedInit, Laun
         }
     }
     let pid_text = pid.to_string();
-    for procs in &plan.cgroup_procs {
+    let unborn_v2 = plan
+        .clone_cgroup
+        .as_ref()
+        .filter(|_| !spawned.in_cgroup)
+        .map(|(_, procs)| procs);
+    for procs in plan.cgroup_procs.iter().chain(unborn_v2) {
         std::fs::OpenOptions::new()
             .write(true)
             .open(procs)

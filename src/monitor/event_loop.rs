@@ -31,6 +31,11 @@ const FLUSH_MAX: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 16 * 1024;
 /// Input waiting for the container's stdin; attached clients are not read beyond this.
 const STDIN_BACKLOG: usize = 64 * 1024;
+/// Idle time after some work before the monitor gives back the memory that work faulted in
+/// (see `footprint`): the kernel maps code in 64 KiB windows around each fault, so even a
+/// short burst (a request, a log line) leaves a few hundred KiB mapped that an idle loop never
+/// uses. Re-faulting them costs microseconds when work comes again.
+const SHED_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// A line in the monitor's diagnostics (`monitor.log`); never fails (unlike `eprintln!`).
 macro_rules! diag {
@@ -61,7 +66,7 @@ pub(super) fn main(config_path: &Path) -> ! {
     };
     let created = serde_json::json!({ "created": { "pid": monitor.init.pid() } });
     detach::report(&created.to_string());
-    super::footprint::shed_startup_memory();
+    super::footprint::shed_memory();
     monitor.run();
     monitor.finish()
 }
@@ -100,6 +105,8 @@ struct Monitor {
     stdin_buf: Vec<u8>,
     stdin_close_pending: bool,
     buf: Box<[u8]>,
+    /// Work was done since memory was last shed.
+    shed_pending: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -185,6 +192,7 @@ impl Monitor {
             stdin_buf: Vec::new(),
             stdin_close_pending: false,
             buf: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            shed_pending: false,
         })
     }
 
@@ -196,6 +204,7 @@ impl Monitor {
         let mut tags: Vec<Tag> = Vec::new();
         loop {
             let timeout = match (self.exit.is_some(), self.drain_deadline) {
+                (false, _) if self.shed_pending => SHED_AFTER_IDLE.as_millis() as i32,
                 (false, _) => -1,
                 (true, deadline) => {
                     let now = Instant::now();
@@ -221,6 +230,12 @@ impl Monitor {
             if n == 0 && self.exit.is_some() {
                 return; // drained: the pipes went quiet
             }
+            if n == 0 {
+                super::footprint::shed_memory();
+                self.shed_pending = false;
+                continue;
+            }
+            self.shed_pending = true;
             self.dispatch(&fds, &tags);
         }
     }
@@ -492,7 +507,7 @@ impl Monitor {
                     self.started_at = now_ns();
                     diag!("{}: started", self.config.id);
                     // Releasing the init ran the last of the launcher's code.
-                    super::footprint::shed_startup_memory();
+                    super::footprint::shed_memory();
                     Reply::ok()
                 }
                 Err(e) => {

@@ -1,4 +1,5 @@
-//! Giving back the memory only start-up needed (the monitor lives as long as its container).
+//! Giving back the memory only start-up needed (the monitor lives as long as its container),
+//! after create, after start, and whenever the event loop goes idle after some work.
 //!
 //! - the heap: the config and the spec were parsed and dropped (`malloc_trim`);
 //! - the stack below the current frame: deserializing an OCI spec and the launcher's setup go
@@ -7,13 +8,15 @@
 //! - the executable's text: start-up runs the launcher (spec parsing, mount planning, the
 //!   seccomp compiler), which the event loop never calls again. Text is a clean private file
 //!   mapping, so dropping our page-table entries loses nothing; the loop faults back the little
-//!   it uses. (In the full daemon binary this was no gain: its event loop touched code spread
+//!   it uses. The kernel maps code back in 64 KiB windows around each fault (fault-around;
+//!   `MADV_RANDOM` does not stop it on current kernels), so a burst of work leaves far more
+//!   mapped than it ran: hence the shed after every busy spell. (In the full daemon binary this was no gain: its event loop touched code spread
 //!   over the whole 23 MB. The separate `strata-monitor` executable is compact.)
 //!
 //! Call only from the single-threaded monitor, with no signal handlers installed.
 
 /// Releases start-up memory; best effort.
-pub(super) fn shed_startup_memory() {
+pub(crate) fn shed_memory() {
     // SAFETY: malloc_trim only returns free memory of the allocator to the kernel.
     unsafe {
         libc::malloc_trim(0);

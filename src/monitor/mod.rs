@@ -41,7 +41,7 @@ pub mod crilog;
 pub(crate) mod detach;
 mod event_loop;
 pub mod exit;
-mod footprint;
+pub(crate) mod footprint;
 pub mod launch;
 pub mod oci_runtime;
 pub mod protocol;

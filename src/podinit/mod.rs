@@ -70,7 +70,9 @@ impl Classify for PodInitError {
     }
 }
 
-/// Runs `<binary> pod-init --config -` with the config on its stdin; returns the host pid of the
+/// Runs `<binary> pod-init --config -` with the config on its stdin (`binary` is
+/// `strata-monitor`: pod-init lives as long as its pod, so it runs from the small executable,
+/// see src/bin/strata-monitor.rs); returns the host pid of the
 /// process holding the namespaces once they are ready. That process is not our child.
 pub async fn spawn(binary: &Path, config: &PodInitConfig) -> Result<i32, PodInitError> {
     let json = serde_json::to_vec(config).map_err(|e| PodInitError::Failed(e.to_string()))?;
@@ -185,6 +187,8 @@ fn setup(config: &PodInitConfig) -> Result<SignalFd, String> {
 
 /// Reaps children until SIGTERM or SIGINT.
 fn reaper(sigfd: &SignalFd) -> ! {
+    // Lives as long as the pod and only waits from here on: give back what set-up faulted in.
+    crate::monitor::footprint::shed_memory();
     loop {
         match sigfd.read_signal() {
             Ok(Some(info)) => {

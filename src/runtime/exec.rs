@@ -107,7 +107,7 @@ impl Runtime {
                 message,
             })
         };
-        let mut child = tokio::process::Command::new(&self.binary)
+        let mut child = tokio::process::Command::new(&self.monitor_binary)
             .arg("exec")
             .arg("--config")
             .arg(config)

@@ -204,7 +204,7 @@ impl Runtime {
             })
         };
         let record = self.running(id, "exec needs a running container")?;
-        let mut command = tokio::process::Command::new(&self.binary);
+        let mut command = tokio::process::Command::new(&self.monitor_binary);
         command.kill_on_drop(true);
         let mut pty = None;
         if tty {

@@ -215,7 +215,7 @@ impl Runtime {
                 hostname,
                 userns: userns.map(|(uids, gids)| crate::podinit::UsernsMaps { uids, gids }),
             };
-            let pid = crate::podinit::spawn(&self.binary, &init_config).await?;
+            let pid = crate::podinit::spawn(&self.monitor_binary, &init_config).await?;
             let start_time = process_start_time(pid).unwrap_or_default();
             init = Some((pid, start_time));
             let mut netns_path = String::new();

@@ -668,25 +668,13 @@ fn exe(pid: i32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/exe")).ok()
 }
 
-/// The first integer value of a `"key":` in a JSON document, skipping occurrences of the key
-/// as a string value or with a non-integer value (containerd's spec has `"type":"pid"`).
+/// The top-level integer `key` of a JSON document: strata's and containerd's verbose infos
+/// both carry the process id there, while their nested configs have other `pid` keys.
 fn json_int(doc: &str, key: &str) -> Option<i64> {
-    let needle = format!("\"{key}\"");
-    let mut from = 0;
-    while let Some(at) = doc[from..].find(&needle) {
-        from += at + needle.len();
-        let Some(rest) = doc[from..].trim_start().strip_prefix(':') else {
-            continue;
-        };
-        let rest = rest.trim_start();
-        let end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '-'))
-            .unwrap_or(rest.len());
-        if let Ok(v) = rest[..end].parse() {
-            return Some(v);
-        }
-    }
-    None
+    serde_json::from_str::<serde_json::Value>(doc)
+        .ok()?
+        .get(key)?
+        .as_i64()
 }
 
 fn pid_from_info(info: &HashMap<String, String>, what: &str) -> anyhow::Result<i32> {
@@ -888,6 +876,8 @@ mod tests {
         assert_eq!(json_int(ctd, "pid"), Some(4242));
         assert_eq!(json_int(r#"{"pid": 17, "x": 1}"#, "pid"), Some(17));
         assert_eq!(json_int(r#"{"pids":3}"#, "pid"), None);
+        let strata = r#"{"config":{"linux":{"namespace_options":{"pid":1}}},"pid":99}"#;
+        assert_eq!(json_int(strata, "pid"), Some(99));
     }
 
     #[test]

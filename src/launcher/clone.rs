@@ -53,11 +53,11 @@ pub(crate) struct Spawned {
 /// Clones a child that runs `child` (which must not return) with the namespace `flags`
 /// (`CLONE_NEWPID`, `CLONE_NEWUSER`...), born in the cgroup v2 directory `cgroup` when one is
 /// given and the kernel takes it (`CLONE_INTO_CGROUP`; otherwise `in_cgroup` is false and the
-/// caller moves the child itself).
+/// caller moves the child itself). `child` is told whether it was born in that cgroup.
 pub(crate) fn spawn(
     flags: CloneFlags,
     cgroup: Option<BorrowedFd<'_>>,
-    child: impl FnOnce() -> std::convert::Infallible,
+    child: impl FnOnce(bool) -> std::convert::Infallible,
 ) -> io::Result<Spawned> {
     let mut pidfd: RawFd = -1;
     let clone3 = |pidfd: &mut RawFd, cgroup: Option<BorrowedFd<'_>>| {
@@ -132,8 +132,9 @@ pub(crate) fn spawn(
         }
     }
     if rc == 0 {
-        // Infallible: the child never comes back here.
-        child();
+        // Infallible: the child never comes back here. `in_cgroup` is what it was for the
+        // attempt that made this child.
+        child(in_cgroup);
     }
     let pid = rc as i32;
     if pidfd < 0 {

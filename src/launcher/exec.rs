@@ -1,4 +1,5 @@
-//! `strata exec --config FILE`: runs an extra process inside a running container.
+//! `strata-monitor exec --config FILE` (also `strata exec`): runs an extra process inside a
+//! running container.
 //!
 //! The daemon spawns this helper with the stdio the process should get (pipes or a pty). It
 //! runs before any tokio runtime, single-threaded:
@@ -6,15 +7,17 @@
 //! 2. becomes non-dumpable (until exec), opens `/proc/<target_pid>/ns/*` (all of them before
 //!    joining any: joining the mount namespace changes what /proc shows), skipping namespaces
 //!    identical to ours;
-//! 3. joins the container's cgroups (host paths, so before the mount namespace);
-//! 4. joins the namespaces: ipc, uts, net, pid, cgroup, then user, and mnt last. The helper
-//!    is host root, which may join any namespace; inside a pod's user namespace it could no
-//!    longer join those the host's user namespace owns (a container's own pid and cgroup
-//!    namespaces, see init.rs), so the user namespace comes after them; the container's mount
-//!    namespace is owned by the pod's user namespace and is joined after it;
-//! 5. forks (a joined pid namespace applies to children only); the child applies the same
-//!    process setup as the init ([`super::process::apply`]: rlimits, cwd, user, capabilities,
-//!    no_new_privs, seccomp last) and execs;
+//! 3. joins the container's v1 cgroups (host paths, so before the mount namespace) and opens
+//!    its v2 directory, which the process is cloned into in step 5;
+//! 4. joins the namespaces ipc, uts, net and pid; the child joins cgroup, then user, and mnt
+//!    last. Host root may join any namespace; inside a pod's user namespace it could no longer
+//!    join those the host's user namespace owns (a container's own pid and cgroup namespaces,
+//!    see init.rs), so the user namespace comes after them; the container's mount namespace is
+//!    owned by the pod's user namespace and is joined after it;
+//! 5. forks into the container's v2 cgroup (a joined pid namespace applies to children only);
+//!    the child joins the remaining namespaces, applies the same process setup as the init
+//!    ([`super::process::apply`]: rlimits, cwd, user, capabilities, no_new_privs, seccomp
+//!    last) and execs;
 //! 6. the helper forwards SIGTERM/SIGINT/SIGHUP/SIGWINCH to the child and exits with its status
 //!    (128+signal when killed); if the helper itself is SIGKILLed the child gets SIGKILL too
 //!    (PR_SET_PDEATHSIG).
@@ -124,9 +127,28 @@ fn run(config_path: &Path) -> Result<i32, LaunchError> {
         }
         joins.push((name, open_ns(&theirs)?, flag));
     }
-    // This helper is single-threaded, so it can take the kernel's fast path for itself.
-    crate::cgroups::join_self(&config.cgroup_procs)
+    // v1: this helper is single-threaded, so it takes the kernel's fast path for itself (`0`
+    // to `tasks`) and its child inherits the cgroups. v2: the child is born in the cgroup
+    // (CLONE_INTO_CGROUP), which costs no migration (see `cgroups::take_v2_dir`). If the kernel
+    // refuses that, the child moves itself through a `cgroup.procs` opened here, while the
+    // host's paths and credentials still apply.
+    let mut procs = config.cgroup_procs.clone();
+    let v2 = crate::cgroups::take_v2_dir(&mut procs);
+    let v2_procs = v2
+        .as_ref()
+        .map(|(_, file)| std::fs::OpenOptions::new().write(true).open(file))
+        .transpose()
+        .map_err(|e| LaunchError::io("opening the container's cgroup v2 cgroup.procs", e))?;
+    crate::cgroups::join_self(&procs)
         .map_err(|e| LaunchError::io("joining the container's cgroup", e))?;
+    // The helper joins the namespaces before the cgroup one; the child, once born in the
+    // container's cgroup, joins the rest. (Cloning into a cgroup from inside the container's
+    // cgroup namespace is refused where the v2 hierarchy is mounted with nsdelegate.)
+    let split = joins
+        .iter()
+        .position(|(_, _, flag)| *flag == CloneFlags::CLONE_NEWCGROUP)
+        .unwrap_or(joins.len());
+    let child_joins = joins.split_off(split);
     for (name, fd, flag) in &joins {
         nix::sched::setns(fd.as_fd(), *flag)
             .map_err(|e| LaunchError::io(format!("joining the {name} namespace"), e.into()))?;
@@ -143,9 +165,27 @@ fn run(config_path: &Path) -> Result<i32, LaunchError> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), Some(&mut old))
         .map_err(|e| LaunchError::io("blocking signals", e.into()))?;
 
-    let pidfd = clone::spawn(CloneFlags::empty(), None, || {
-        child(&plan, filter.as_ref(), &old)
-    })
+    let pidfd = clone::spawn(
+        CloneFlags::empty(),
+        v2.as_ref().map(|(dir, _)| dir.as_fd()),
+        |born_in_cgroup| {
+            if !born_in_cgroup && let Some(procs) = &v2_procs {
+                join_through(procs);
+            }
+            for (name, fd, flag) in &child_joins {
+                if let Err(e) = nix::sched::setns(fd.as_fd(), *flag) {
+                    fail(
+                        Failure {
+                            step: format!("joining the {name} namespace"),
+                            message: e.to_string(),
+                        },
+                        EXEC_SETUP_FAILED,
+                    );
+                }
+            }
+            child(&plan, filter.as_ref(), &old)
+        },
+    )
     .map_err(|e| LaunchError::io("forking the exec process", e))?
     .pidfd;
 
@@ -161,6 +201,19 @@ fn run(config_path: &Path) -> Result<i32, LaunchError> {
                 let _ = clone::pidfd_kill(&pidfd, sig as i32);
             }
         }
+    }
+}
+
+/// Moves the calling (single-threaded) child into the cgroup of the open `cgroup.procs`.
+fn join_through(mut procs: &std::fs::File) {
+    if let Err(e) = std::io::Write::write_all(&mut procs, b"0") {
+        fail(
+            Failure {
+                step: "joining the container's cgroup".into(),
+                message: e.to_string(),
+            },
+            EXEC_SETUP_FAILED,
+        );
     }
 }
 

@@ -228,7 +228,7 @@ pub fn create(config: &InitConfig, stdio: InitStdio) -> Result<CreatedInit, Laun
     let spawned = clone::spawn(
         plan.clone_flags,
         plan.clone_cgroup.as_ref().map(|(dir, _)| dir.as_fd()),
-        || init::child_main(&plan, &child_end, parent_raw, stdio_raw),
+        |_| init::child_main(&plan, &child_end, parent_raw, stdio_raw),
     );
     let back = match (&plan.clone_ns, &cwd) {
         (Some((_, ours)), Some(cwd)) => {

@@ -10,7 +10,8 @@
 //!   mapping, so dropping our page-table entries loses nothing; the loop faults back the little
 //!   it uses. The kernel maps code back in 64 KiB windows around each fault (fault-around;
 //!   `MADV_RANDOM` does not stop it on current kernels), so a burst of work leaves far more
-//!   mapped than it ran: hence the shed after every busy spell. (In the full daemon binary this was no gain: its event loop touched code spread
+//!   mapped than it ran: hence the shed after every busy spell. The read-only data (strings,
+//!   tables, unwind info) is dropped the same way. (In the full daemon binary this was no gain: its event loop touched code spread
 //!   over the whole 23 MB. The separate `strata-monitor` executable is compact.)
 //!
 //! Call only from the single-threaded monitor, with no signal handlers installed.
@@ -25,34 +26,55 @@ pub(crate) fn shed_memory() {
     drop_text();
 }
 
-/// Drops this process's page-table entries of its executable's text (`r-xp` mappings only:
-/// those are never written, so no private copy can be lost; `.data.rel.ro` and the GOT are not
-/// touched).
+/// Drops this process's page-table entries of its executable's read-only mappings that hold
+/// no private page: the text (`r-xp`) and the read-only data (`r--p`) are clean file pages the
+/// kernel refaults from the page cache; a read-only mapping with anonymous pages (the RELRO
+/// part, written by the dynamic loader before it was made read-only) is left alone, since
+/// dropping it would lose those writes.
 fn drop_text() {
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
         return;
     };
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    let exe = exe.to_string_lossy();
-    for line in maps.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        if perms != "r-xp" || fields.nth(3) != Some(exe.as_ref()) {
-            continue;
+    let ranges = clean_read_only_ranges(&smaps, &exe.to_string_lossy());
+    drop(smaps);
+    // Nothing but this loop and the return to the event loop runs between the drop and the
+    // next poll: every function called from here on faults its 64 KiB window back in.
+    for &(start, end) in ranges.iter().flatten() {
+        // SAFETY: a read-only mapping of our own executable without private pages (checked
+        // above; read-only, so none can appear since); the kernel refaults its pages from the
+        // page cache on the next access.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
         }
-        if let Some((start, end)) = parse_range(range) {
-            // SAFETY: a read-only, never-written file mapping of our own executable; the kernel
-            // refaults its pages from the page cache on the next execution of that code.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+    }
+}
+
+/// The read-only mappings of `exe` in `smaps` without anonymous pages (at most 8).
+fn clean_read_only_ranges(smaps: &str, exe: &str) -> [Option<(usize, usize)>; 8] {
+    let mut found = [None; 8];
+    let mut n = 0;
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if let Some(range) = parse_range(first).filter(|_| first.contains('-')) {
+            let perms = fields.next().unwrap_or_default();
+            let path = fields.nth(3);
+            current = (path == Some(exe) && (perms == "r-xp" || perms == "r--p")).then_some(range);
+        } else if first == "Anonymous:" {
+            if let Some(range) = current.take()
+                && fields.next() == Some("0")
+                && n < found.len()
+            {
+                found[n] = Some(range);
+                n += 1;
             }
         }
     }
+    found
 }
 
 /// Drops the stack pages more than 16 KiB below the current frame.
@@ -86,4 +108,31 @@ fn parse_range(range: &str) -> Option<(usize, usize)> {
         usize::from_str_radix(start, 16).ok()?,
         usize::from_str_radix(end, 16).ok()?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_clean_read_only_mappings_of_the_executable() {
+        let smaps = "\
+00200000-00391000 r--p 00000000 fe:00 5473119 /bin/m
+Rss:                 320 kB
+Anonymous:             0 kB
+00391000-005b0000 r-xp 00190000 fe:00 5473119 /bin/m
+Anonymous:             0 kB
+005b0000-005f3000 r--p 003ae000 fe:00 5473119 /bin/m
+Anonymous:            12 kB
+005f3000-005f4000 rw-p 003f0000 fe:00 5473119 /bin/m
+Anonymous:             4 kB
+7f0000000000-7f0000001000 r-xp 00000000 fe:00 99 /lib/libc.so.6
+Anonymous:             0 kB
+";
+        let got: Vec<_> = clean_read_only_ranges(smaps, "/bin/m")
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(got, vec![(0x200000, 0x391000), (0x391000, 0x5b0000)]);
+    }
 }

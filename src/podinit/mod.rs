@@ -1,5 +1,5 @@
-//! `strata pod-init`: the process that holds a pod's namespaces (what the pause container does,
-//! without an image).
+//! `strata-monitor pod-init` (also `strata pod-init`): the process that holds a pod's
+//! namespaces (what the pause container does, without an image).
 //!
 //! It detaches from the daemon (double fork, `setsid`), unshares the namespaces the pod asks for
 //! (with `userns`: a new user namespace first, whose uid/gid maps a short-lived child still in

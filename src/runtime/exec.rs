@@ -1,6 +1,7 @@
-//! `ExecSync`: runs a command in a running container through the `strata exec` helper (which
-//! joins the container's namespaces and cgroup and applies its user, capabilities, no_new_privs
-//! and seccomp), with a timeout that kills the process, and output capped as kubelet expects.
+//! `ExecSync`: runs a command in a running container through the `strata-monitor exec` helper
+//! (which joins the container's namespaces and cgroup and applies its user, capabilities,
+//! no_new_privs and seccomp), with a timeout that kills the process, and output capped as
+//! kubelet expects.
 
 use std::time::Duration;
 

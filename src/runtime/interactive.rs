@@ -184,7 +184,7 @@ fn container_pty(init_pid: i32) -> io::Result<PtyPair> {
 }
 
 impl Runtime {
-    /// Starts `cmd` in a running container with live stdio through the `strata exec` helper.
+    /// Starts `cmd` in a running container with live stdio through the `strata-monitor exec` helper.
     /// With `tty` the process gets a new pty of the container's `/dev/pts` (as stdin, stdout and
     /// stderr; one of the host's if the container has no usable devpts) and `stderr` must be
     /// false.

@@ -1,5 +1,5 @@
-//! Pod sandboxes without an infra image: `strata pod-init` holds the pod's namespaces (and is
-//! PID 1 of a shared pid namespace), so starting a pod never pulls anything.
+//! Pod sandboxes without an infra image: `strata-monitor pod-init` holds the pod's namespaces
+//! (and is PID 1 of a shared pid namespace), so starting a pod never pulls anything.
 
 use std::collections::HashMap;
 

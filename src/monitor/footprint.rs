@@ -64,14 +64,13 @@ fn clean_read_only_ranges(smaps: &str, exe: &str) -> [Option<(usize, usize)>; 8]
             let perms = fields.next().unwrap_or_default();
             let path = fields.nth(3);
             current = (path == Some(exe) && (perms == "r-xp" || perms == "r--p")).then_some(range);
-        } else if first == "Anonymous:" {
-            if let Some(range) = current.take()
-                && fields.next() == Some("0")
-                && n < found.len()
-            {
-                found[n] = Some(range);
-                n += 1;
-            }
+        } else if first == "Anonymous:"
+            && let Some(range) = current.take()
+            && fields.next() == Some("0")
+            && n < found.len()
+        {
+            found[n] = Some(range);
+            n += 1;
         }
     }
     found

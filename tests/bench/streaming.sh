@@ -25,10 +25,9 @@
 #   2. starts docker-registry on 127.0.0.1:<free port> and pushes bench/busybox:1 (Debian's busybox
 #      with every applet linked) and bench/pause:1 (containerd's sandbox image);
 #   3. mounts a fresh tmpfs for each runtime's root and state;
-#   4. starts strata and containerd, each with its own root, state, socket and config; containerd
-#      gets a private CNI network (a bridge named after the run, no gateway address, no masquerade,
-#      host-local IPAM state in the run's directory) because its pods need one; strata's pods
-#      have their own network namespace with loopback only;
+#   4. starts strata and containerd, each with its own root, state, socket and config, and one
+#      private CNI network for both (a bridge named after the run, no gateway address, no
+#      masquerade, host-local IPAM state in the run's directory);
 #   5. `strata-conformance bench exec-stream`: one pod (own network namespace) with a `sleep`
 #      container per runtime; per session the Exec RPC (`echo hi`, stdout only), the HTTP upgrade
 #      to SPDY/3.1 and the streams error + stdout until the first stdout byte; runtimes
@@ -466,9 +465,24 @@ wait_cri() {
 	die "$name did not answer on $sock within 30 s"
 }
 
+# One private CNI network for both runtimes' pods: both need an interface with an address before
+# a pod is ready; nothing routes to or from it (no gateway address on the bridge, no
+# masquerade): port-forward dials 127.0.0.1 in the pod.
+write_cni_config() {
+	[[ -e $WORK/cni/net.d/10-bench.conflist ]] && return 0
+	mkdir -p "$WORK/cni/net.d" "$WORK/cni/ipam"
+	cat >"$WORK/cni/net.d/10-bench.conflist" <<-EOF
+		{"cniVersion": "0.4.0", "name": "strata-streaming-bench", "plugins": [
+		  {"type": "bridge", "bridge": "$CNI_BRIDGE", "isGateway": false, "ipMasq": false,
+		   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.231.$((RANDOM % 250)).0/24"}]],
+		            "dataDir": "$WORK/cni/ipam"}}]}
+	EOF
+}
+
 start_strata() {
 	mount_tmpfs "$STRATA_ROOT"
 	mount_tmpfs "$STRATA_STATE"
+	write_cni_config
 	cat >"$WORK/strata.toml" <<-EOF
 		root = "$STRATA_ROOT"
 		state = "$STRATA_STATE"
@@ -481,6 +495,10 @@ start_strata() {
 		# The bench gives every pod its own cgroup_parent below $CG_PARENT/strata; this one is
 		# for pods that name none.
 		cgroup_parent = "$CG_PARENT/strata-default"
+
+		[network]
+		cni_conf_dir = "$WORK/cni/net.d"
+		cni_bin_dirs = ["/usr/lib/cni"]
 	EOF
 	env "$MARKER" "$STRATA_BIN" serve --config "$WORK/strata.toml" >"$STRATA_LOG" 2>&1 </dev/null &
 	STRATA_PID=$!
@@ -494,15 +512,8 @@ start_strata() {
 start_containerd() {
 	mount_tmpfs "$CTD_ROOT"
 	mount_tmpfs "$CTD_STATE"
-	mkdir -p "$CTD_CONF_DIR/certs.d/$REG" "$WORK/cni/net.d" "$WORK/cni/ipam" "$RUNC_ROOT"
-	# containerd's pods need an interface with an address; nothing routes to or from it (no
-	# gateway address on the bridge, no masquerade): port-forward dials 127.0.0.1 in the pod.
-	cat >"$WORK/cni/net.d/10-bench.conflist" <<-EOF
-		{"cniVersion": "0.4.0", "name": "strata-streaming-bench", "plugins": [
-		  {"type": "bridge", "bridge": "$CNI_BRIDGE", "isGateway": false, "ipMasq": false,
-		   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.231.$((RANDOM % 250)).0/24"}]],
-		            "dataDir": "$WORK/cni/ipam"}}]}
-	EOF
+	mkdir -p "$CTD_CONF_DIR/certs.d/$REG" "$RUNC_ROOT"
+	write_cni_config
 	cat >"$CTD_CONF_DIR/config.toml" <<-EOF
 		version = 2
 		root = "$CTD_ROOT"

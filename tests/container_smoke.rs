@@ -220,6 +220,28 @@ async fn exec_sync_runs_in_the_container_and_times_out() {
         .expect_err("timeout");
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+    // ... and the process was killed at the timeout, not left running: no `sleep 60` in the
+    // container's pid namespace (seen from the host; the listing does show its `sleep 300`).
+    let info = rt
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .expect("status")
+        .into_inner()
+        .info;
+    let doc: serde_json::Value = serde_json::from_str(&info["info"]).expect("verbose info");
+    let init = doc["pid"].as_i64().expect("pid");
+    assert!(commands_in_pid_ns_of(init).contains(&"sleep 300".to_owned()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while commands_in_pid_ns_of(init).contains(&"sleep 60".to_owned()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the timed-out exec still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // pid mode TARGET: a second container shares the first one's pid namespace.
     let sharer = rt
         .create_container(cri::CreateContainerRequest {
@@ -326,4 +348,27 @@ async fn exec_sync_runs_in_the_container_and_times_out() {
     })
     .await
     .expect("remove pod");
+}
+
+/// The command lines (arguments joined by spaces) of the processes in the pid namespace of
+/// host pid `pid`.
+fn commands_in_pid_ns_of(pid: i64) -> Vec<String> {
+    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    let theirs = ns(&pid.to_string());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || ns(&name) != theirs {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{name}/cmdline")) {
+            let args: Vec<_> = cmdline
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(String::from_utf8_lossy)
+                .collect();
+            found.push(args.join(" "));
+        }
+    }
+    found
 }

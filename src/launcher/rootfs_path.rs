@@ -10,7 +10,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -66,26 +66,14 @@ fn openat2(dirfd: &OwnedFd, rel: &Path, flags: libc::c_int) -> io::Result<OwnedF
         rel.as_os_str().as_bytes()
     };
     let c = cstring(rel_bytes)?;
-    // SAFETY: open_how is plain old data; zero is a valid value for every field.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: dirfd is open, c is NUL-terminated, how is a valid open_how of the size passed;
-    // all outlive the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat2 returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    // The image unpacker's wrapper: it retries EAGAIN, which RESOLVE_IN_ROOT returns when a
+    // mount or rename anywhere on the host raced with a `..` step.
+    crate::image::unpack::sys::openat2(
+        dirfd.as_fd(),
+        &c,
+        flags,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 fn is_dir(fd: &OwnedFd) -> io::Result<bool> {

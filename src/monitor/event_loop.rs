@@ -218,7 +218,13 @@ impl Monitor {
             };
             self.poll_set(&mut fds, &mut tags);
             // SAFETY: `fds` is a valid array of pollfd of the given length, alive for the call.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            let mut n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n == 0 && self.exit.is_none() {
+                // Idle after some work (the only timeout while the init runs): nothing changed
+                // since `fds` was built, so shed and wait on the same set.
+                self.shed_pending = false;
+                n = super::footprint::shed_memory_then_poll(&mut fds);
+            }
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -229,11 +235,6 @@ impl Monitor {
             }
             if n == 0 && self.exit.is_some() {
                 return; // drained: the pipes went quiet
-            }
-            if n == 0 {
-                super::footprint::shed_memory();
-                self.shed_pending = false;
-                continue;
             }
             self.shed_pending = true;
             self.dispatch(&fds, &tags);

@@ -11,8 +11,11 @@
 //!   it uses. The kernel maps code back in 64 KiB windows around each fault (fault-around;
 //!   `MADV_RANDOM` does not stop it on current kernels), so a burst of work leaves far more
 //!   mapped than it ran: hence the shed after every busy spell. The read-only data (strings,
-//!   tables, unwind info) is dropped the same way. (In the full daemon binary this was no gain: its event loop touched code spread
-//!   over the whole 23 MB. The separate `strata-monitor` executable is compact.)
+//!   tables, unwind info) is dropped the same way. When the loop goes idle the drop is followed
+//!   directly by the wait for the next event ([`shed_memory_then_poll`]), so that no code of
+//!   ours runs in between to fault its windows back. (In the full daemon binary this was no
+//!   gain: its event loop touched code spread over the whole 23 MB. The separate
+//!   `strata-monitor` executable is compact.)
 //!
 //! Call only from the single-threaded monitor, with no signal handlers installed.
 
@@ -26,11 +29,24 @@ pub(crate) fn shed_memory() {
     drop_text();
 }
 
+/// [`shed_memory`], then `poll(fds, no timeout)`: returns what poll returned.
+pub(crate) fn shed_memory_then_poll(fds: &mut [libc::pollfd]) -> i32 {
+    // SAFETY: as in shed_memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    trim_stack();
+    drop_text();
+    // SAFETY: `fds` is a valid array of pollfd of the given length, alive for the call.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) }
+}
+
 /// Drops this process's page-table entries of its executable's read-only mappings that hold
 /// no private page: the text (`r-xp`) and the read-only data (`r--p`) are clean file pages the
 /// kernel refaults from the page cache; a read-only mapping with anonymous pages (the RELRO
 /// part, written by the dynamic loader before it was made read-only) is left alone, since
 /// dropping it would lose those writes.
+#[inline(always)]
 fn drop_text() {
     let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
         return;

@@ -52,7 +52,8 @@ fn is_interrupted(e: &io::Error) -> bool {
 }
 
 /// `openat2(dir, path, flags | O_CLOEXEC, resolve)`. Retries `EAGAIN`, which the kernel returns
-/// when a concurrent rename made it unable to vouch for a `..` step.
+/// when a concurrent rename or mount (anywhere on the host: a busy node mounts all the time)
+/// made it unable to vouch for a `..` step.
 pub fn openat2(
     dir: BorrowedFd<'_>,
     path: &CStr,
@@ -79,7 +80,7 @@ pub fn openat2(
         };
         match new_fd(ret) {
             Err(e) if is_interrupted(&e) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && again < 8 => again += 1,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && again < 128 => again += 1,
             other => return other,
         }
     }

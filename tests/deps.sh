@@ -10,6 +10,7 @@ packages=(
 	busybox           # fixture images are built from Debian's dynamic busybox
 	runc              # the external OCI runtime handler's tests (containers_oci_runtime.rs)
 	containernetworking-plugins iptables # pod networking (/usr/lib/cni: bridge, host-local, portmap, loopback)
+	openssl # the streaming TLS test makes its own CA and server certificate
 	zstd tar gzip util-linux iproute2 e2fsprogs
 )
 missing=()

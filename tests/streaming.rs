@@ -677,3 +677,112 @@ async fn attach_with_tty_applies_resizes() {
     assert!(done.stdout().contains("33 77"), "{:?}", done.stdout());
     assert_eq!(done.status()["status"], "Success");
 }
+
+/// With `tls_cert`/`tls_key` the server speaks HTTPS: the URLs are `https://`, a client that
+/// trusts the certificate runs an exec over TLS, and plain HTTP gets no answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (ca, ca_key) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
+    let (csr, ext) = (dir.path().join("leaf.csr"), dir.path().join("leaf.ext"));
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("running openssl");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    // A CA, and a server certificate for 127.0.0.1 it signs.
+    let mut args: Vec<&std::ffi::OsStr> = vec![os("req"), os("-x509")];
+    args.extend(ec.iter().map(|a| os(a)));
+    args.extend([os("-days"), os("1"), os("-subj"), os("/CN=strata-test-ca")]);
+    args.extend([
+        os("-keyout"),
+        ca_key.as_os_str(),
+        os("-out"),
+        ca.as_os_str(),
+    ]);
+    openssl(&args);
+    let mut args: Vec<&std::ffi::OsStr> = vec![os("req")];
+    args.extend(ec.iter().map(|a| os(a)));
+    args.extend([os("-subj"), os("/CN=127.0.0.1")]);
+    args.extend([os("-keyout"), key.as_os_str(), os("-out"), csr.as_os_str()]);
+    openssl(&args);
+    openssl(&[
+        os("x509"),
+        os("-req"),
+        os("-in"),
+        csr.as_os_str(),
+        os("-CA"),
+        ca.as_os_str(),
+        os("-CAkey"),
+        ca_key.as_os_str(),
+        os("-CAcreateserial"),
+        os("-days"),
+        os("1"),
+        os("-extfile"),
+        ext.as_os_str(),
+        os("-out"),
+        cert.as_os_str(),
+    ]);
+    // Kept for the process: only this test's URLs are https.
+    let root = std::env::temp_dir().join(format!("strata-tls-root-{}.pem", std::process::id()));
+    std::fs::copy(&ca, &root).expect("copying the CA certificate");
+    let _remove_root = RemoveOnDrop(root.clone());
+    TLS_ROOT.set(root).expect("TLS_ROOT set once");
+
+    let env = Env::new(&format!(
+        "[streaming]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    env.pull(&env.busybox()).await;
+    let pod = Pod::start(&env.daemon, cri::PodSandboxConfig::default()).await;
+    let id = pod
+        .launch(pod.container("tls", &env.busybox(), &["sleep", "100000"]))
+        .await;
+    let url = exec_url(&pod, &id, &["echo", "-n", "hello"], OUT_ERR).await;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let done = open_command(&url, OUT_ERR).await.finish().await;
+    assert_eq!(done.stdout(), "hello");
+    assert_eq!(done.status()["status"], "Success");
+
+    // The same server in plain HTTP: the TLS layer refuses it, no HTTP answer comes back.
+    let plain = exec_url(&pod, &id, &["true"], OUT_ERR).await;
+    let plain = plain.replacen("https://", "http://", 1);
+    let (host, path) = split_url(&plain);
+    let mut tcp = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    assert!(
+        !answer.starts_with(b"HTTP/1.1"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

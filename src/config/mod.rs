@@ -68,7 +68,8 @@ pub struct StreamingConfig {
     pub address: std::net::IpAddr,
     /// Listen port; 0 picks a free one at start-up.
     pub port: u16,
-    /// TLS certificate and key (PEM). Not supported yet: setting them stops start-up.
+    /// TLS certificate chain and private key (PEM files), both or neither: with them the server
+    /// speaks HTTPS and hands out `https://` URLs.
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
 }
@@ -306,14 +307,17 @@ impl Config {
                 "must list at least one directory, each an absolute path",
             ));
         }
-        if !self.streaming.tls_cert.as_os_str().is_empty()
-            || !self.streaming.tls_key.as_os_str().is_empty()
-        {
+        let (cert, key) = (&self.streaming.tls_cert, &self.streaming.tls_key);
+        if cert.as_os_str().is_empty() != key.as_os_str().is_empty() {
             return Err(invalid(
                 "streaming.tls_cert",
-                "TLS for the streaming server is not supported; kubelet reaches it over \
-                 loopback in plain HTTP (leave tls_cert and tls_key empty)",
+                "tls_cert and tls_key go together: set both for HTTPS, or neither",
             ));
+        }
+        for (key_name, path) in [("streaming.tls_cert", cert), ("streaming.tls_key", key)] {
+            if !path.as_os_str().is_empty() && !path.is_absolute() {
+                return Err(invalid(key_name, "must be an absolute path"));
+            }
         }
         if self.images.max_concurrent_downloads == 0 {
             return Err(invalid(
@@ -369,6 +373,11 @@ mod tests {
         assert_eq!(cfg.streaming.port, 10010);
         let err = Config::parse("[streaming]\ntls_cert = \"/etc/c.pem\"\n").unwrap_err();
         assert!(err.to_string().contains("streaming.tls_cert"), "{err}");
+        let err =
+            Config::parse("[streaming]\ntls_cert = \"c.pem\"\ntls_key = \"/k.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("absolute"), "{err}");
+        let both = "[streaming]\ntls_cert = \"/etc/c.pem\"\ntls_key = \"/etc/k.pem\"\n";
+        assert!(Config::parse(both).is_ok());
         assert!(Config::parse("[streaming]\naddress = \"localhost\"\n").is_err());
     }
 

@@ -43,6 +43,8 @@ pub enum StreamingError {
     TooManyTokens(#[from] TooManyTokens),
     #[error("the streaming server is not running")]
     NotRunning,
+    #[error("streaming server TLS: {path}: {message}")]
+    Tls { path: String, message: String },
 }
 
 impl Classify for StreamingError {
@@ -51,6 +53,7 @@ impl Classify for StreamingError {
             StreamingError::Bind { .. } => ErrorKind::Internal,
             StreamingError::TooManyTokens(_) => ErrorKind::ResourceExhausted,
             StreamingError::NotRunning => ErrorKind::Unavailable,
+            StreamingError::Tls { .. } => ErrorKind::Internal,
         }
     }
 }
@@ -85,6 +88,9 @@ impl StreamingServer {
         runtime: Arc<Runtime>,
         tokens: Tokens,
     ) -> Result<Arc<Self>, StreamingError> {
+        let tls = (!config.tls_cert.as_os_str().is_empty())
+            .then(|| tls_acceptor(&config.tls_cert, &config.tls_key))
+            .transpose()?;
         let addr = SocketAddr::new(config.address, config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -99,10 +105,11 @@ impl StreamingServer {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             ip => ip.to_string(),
         };
-        let base_url = format!("http://{host}:{}", addr.port());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://{host}:{}", addr.port());
         let server = Arc::new_cyclic(|weak: &std::sync::Weak<Self>| {
             let weak = weak.clone();
-            let task = tokio::spawn(accept_loop(listener, weak));
+            let task = tokio::spawn(accept_loop(listener, tls, weak));
             Self {
                 tokens,
                 base_url,
@@ -356,7 +363,46 @@ impl StreamingServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, server: std::sync::Weak<StreamingServer>) {
+/// How long a client has for the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A TLS acceptor for the PEM certificate chain `cert` and PEM private key `key`.
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, StreamingError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let err = |path: &std::path::Path, message: String| StreamingError::Tls {
+        path: path.display().to_string(),
+        message,
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| err(cert, format!("reading the certificate chain: {e}")))?;
+    if chain.is_empty() {
+        return Err(err(cert, "no certificate in the file".into()));
+    }
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| err(key, format!("reading the private key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, private))
+        .map_err(|e| {
+            err(
+                cert,
+                format!("the certificate and key do not make a TLS config: {e}"),
+            )
+        })?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    server: std::sync::Weak<StreamingServer>,
+) {
     loop {
         let (tcp, _) = match listener.accept().await {
             Ok(conn) => conn,
@@ -371,21 +417,39 @@ async fn accept_loop(listener: TcpListener, server: std::sync::Weak<StreamingSer
             return;
         };
         let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(server.handle(req).await) }
-            });
-            // The timer enables hyper's 30 s limit on reading the request head.
-            if let Err(e) = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades()
-                .await
-            {
-                tracing::debug!(error = %e, "streaming server: connection");
+            match tls {
+                None => serve_connection(tcp, server).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, server).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "streaming server: TLS"),
+                        Err(_) => tracing::debug!("streaming server: TLS handshake timed out"),
+                    }
+                }
             }
         });
+    }
+}
+
+/// Serves HTTP/1.1 requests (and their upgrades) on one connection, plain or TLS.
+async fn serve_connection<IO>(io: IO, server: Arc<StreamingServer>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let server = server.clone();
+        async move { Ok::<_, Infallible>(server.handle(req).await) }
+    });
+    // The timer enables hyper's 30 s limit on reading the request head.
+    if let Err(e) = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades()
+        .await
+    {
+        tracing::debug!(error = %e, "streaming server: connection");
     }
 }
 

@@ -25,18 +25,64 @@ pub const STREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound for a whole session in tests.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `http://host:port/path` -> (`host:port`, `/path`).
+/// `http(s)://host:port/path` -> (`host:port`, `/path`).
 pub fn split_url(url: &str) -> (String, String) {
-    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .expect("an http:// or https:// URL");
     let slash = rest.find('/').expect("a path");
     (rest[..slash].to_owned(), rest[slash..].to_owned())
+}
+
+/// The CA certificate (PEM file) that `https://` URLs are verified against: the TLS test's
+/// self-signed certificate.
+pub static TLS_ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// A connection to the streaming server, plain or TLS.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects to the server of `url`: TLS (verified against [`TLS_ROOT`]) for `https://`.
+pub async fn connect(url: &str) -> Box<dyn Io> {
+    use rustls::pki_types::pem::PemObject as _;
+    let (host, _) = split_url(url);
+    let tcp = TcpStream::connect(&host).await.expect("connecting");
+    if !url.starts_with("https://") {
+        return Box::new(tcp);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = TLS_ROOT.get().expect("TLS_ROOT set for https URLs");
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("CA file") {
+        roots
+            .add(cert.expect("CA certificate"))
+            .expect("adding the CA");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let ip: std::net::IpAddr = host
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']'))
+        .expect("host:port")
+        .parse()
+        .expect("an IP address");
+    let name = rustls::pki_types::ServerName::IpAddress(ip.into());
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    Box::new(tls)
 }
 
 /// The response of an upgrade attempt.
 pub struct Upgraded {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub io: TcpStream,
+    pub io: Box<dyn Io>,
 }
 
 impl Upgraded {
@@ -59,8 +105,8 @@ impl Upgraded {
 /// POSTs a SPDY/3.1 upgrade offering `protocols`.
 pub async fn spdy_upgrade(url: &str, protocols: &[&str]) -> Upgraded {
     let (host, path) = split_url(url);
-    let tcp = TcpStream::connect(&host).await.expect("connecting");
-    let (status, headers, io) = client_upgrade(tcp, &host, "POST", &path, protocols)
+    let conn = connect(url).await;
+    let (status, headers, io) = client_upgrade(conn, &host, "POST", &path, protocols)
         .await
         .expect("upgrade request");
     Upgraded {

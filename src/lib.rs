@@ -8,13 +8,15 @@
 //! - [`store`]: the embedded transactional metadata store.
 //! - [`image`]: references, the registry client, layer unpacking, the layer cache and pulls.
 //! - [`launcher`]: the runc-style container launcher (clone, mounts, pivot_root, user, caps,
-//!   seccomp) and the `strata exec` helper.
+//!   seccomp) and the exec helper (`strata-monitor exec`).
 //! - [`image_service`] / [`runtime_service`]: the CRI services, one file per verb.
 //! - [`spec`]: CRI container config -> OCI runtime spec.
 //! - [`stats`]: container and pod resource usage for the CRI stats and metrics calls.
 //! - [`cgroups`]: cgroupfs management (v1, hybrid, v2).
 //! - [`monitor`]: the per-container monitor process (`strata-monitor`) and its daemon-side client.
-//! - [`podinit`]: the process holding a pod's namespaces (`strata pod-init`).
+//! - [`podinit`]: the process holding a pod's namespaces (`strata-monitor pod-init`).
+//! - [`network`]: pod networking through CNI plugins.
+//! - [`runtime`]: pods and containers: their records, names, events, exec and attach.
 //! - [`streaming`]: the streaming server behind the Exec, Attach and PortForward URLs and its
 //!   protocols (SPDY/3.1, Kubernetes WebSocket channels).
 

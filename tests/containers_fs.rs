@@ -239,7 +239,7 @@ async fn image_volume_mounts_a_pulled_image_read_only() {
     .push(&env.registry, name)
     .await;
     let volume = env.image(name);
-    env.pull(&volume).await;
+    let volume_ref = env.pull(&volume).await;
     let pod = Pod::start(&env.daemon, Default::default()).await;
     let mut c = pod.sh(
         "image-volume",
@@ -265,4 +265,16 @@ async fn image_volume_mounts_a_pulled_image_read_only() {
     assert_eq!(status.exit_code, 0, "{out}");
     assert!(out.starts_with("in the image\nin the image\n"), "{out}");
     assert!(out.contains("Read-only file system"), "{out}");
+    // ContainerStatus names the image each volume shows by the ref PullImage returned.
+    let refs: Vec<_> = status
+        .mounts
+        .iter()
+        .map(|m| m.image.as_ref().map(|i| i.image_ref.as_str()))
+        .collect();
+    assert_eq!(
+        refs,
+        vec![Some(volume_ref.as_str()); 2],
+        "{:?}",
+        status.mounts
+    );
 }

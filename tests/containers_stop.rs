@@ -261,6 +261,17 @@ async fn remove_is_idempotent() {
     assert!(cgroup_dirs(&cgroup_path).is_empty(), "cgroup left");
     pod.remove(&id).await.expect("remove again");
     pod.remove(&"f".repeat(64)).await.expect("remove unknown");
+    // Stopping is idempotent too, for a removed and for a never-known container or pod (CRI,
+    // and critest's Idempotence specs).
+    pod.stop(&id, 0).await.expect("stop removed");
+    pod.stop(&"f".repeat(64), 0).await.expect("stop unknown");
+    pod.rt
+        .clone()
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: "e".repeat(64),
+        })
+        .await
+        .expect("stop unknown pod");
     let err = pod
         .rt
         .clone()

@@ -1,6 +1,7 @@
 //! Every filter of `ListPodSandbox` and `ListContainers`: id (full, unique prefix, ambiguous
 //! prefix, unknown), state, label selector, pod id (full and prefix) and their combinations.
-//! An ambiguous prefix matches nothing, as with containerd's and CRI-O's id indexes. Needs root.
+//! An ambiguous prefix matches nothing, as with containerd's and CRI-O's id indexes. Every
+//! filter is also checked through `StreamPodSandboxes` / `StreamContainers`. Needs root.
 
 mod support;
 
@@ -16,12 +17,12 @@ fn ids(list: &[&String]) -> Ids {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// The ids `ListPodSandbox` returns for `filter`; `StreamPodSandboxes` must return the same.
 async fn pods(env: &Env, filter: cri::PodSandboxFilter) -> Ids {
-    env.daemon
-        .runtime()
-        .await
+    let mut rt = env.daemon.runtime().await;
+    let listed: Ids = rt
         .list_pod_sandbox(cri::ListPodSandboxRequest {
-            filter: Some(filter),
+            filter: Some(filter.clone()),
         })
         .await
         .unwrap()
@@ -29,15 +30,32 @@ async fn pods(env: &Env, filter: cri::PodSandboxFilter) -> Ids {
         .items
         .into_iter()
         .map(|p| p.id)
-        .collect()
+        .collect();
+    let mut stream = rt
+        .stream_pod_sandboxes(cri::StreamPodSandboxesRequest {
+            filter: Some(filter.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Ids::new();
+    while let Some(batch) = stream.message().await.unwrap() {
+        assert!(!batch.pod_sandboxes.is_empty(), "an empty batch");
+        streamed.extend(batch.pod_sandboxes.into_iter().map(|p| p.id));
+    }
+    assert_eq!(
+        streamed, listed,
+        "StreamPodSandboxes vs ListPodSandbox, {filter:?}"
+    );
+    listed
 }
 
+/// The ids `ListContainers` returns for `filter`; `StreamContainers` must return the same.
 async fn containers(env: &Env, filter: cri::ContainerFilter) -> Ids {
-    env.daemon
-        .runtime()
-        .await
+    let mut rt = env.daemon.runtime().await;
+    let listed: Ids = rt
         .list_containers(cri::ListContainersRequest {
-            filter: Some(filter),
+            filter: Some(filter.clone()),
         })
         .await
         .unwrap()
@@ -45,7 +63,24 @@ async fn containers(env: &Env, filter: cri::ContainerFilter) -> Ids {
         .containers
         .into_iter()
         .map(|c| c.id)
-        .collect()
+        .collect();
+    let mut stream = rt
+        .stream_containers(cri::StreamContainersRequest {
+            filter: Some(filter.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Ids::new();
+    while let Some(batch) = stream.message().await.unwrap() {
+        assert!(!batch.containers.is_empty(), "an empty batch");
+        streamed.extend(batch.containers.into_iter().map(|c| c.id));
+    }
+    assert_eq!(
+        streamed, listed,
+        "StreamContainers vs ListContainers, {filter:?}"
+    );
+    listed
 }
 
 /// Two ids of `ids` sharing their first character (None when all differ).

@@ -54,7 +54,10 @@ pub struct LayerCache {
     store: Arc<Store>,
     /// Chain ids in use by pulls that have not yet recorded their image: never deleted.
     leases: Mutex<HashMap<Digest, usize>>,
-    in_flight: Mutex<HashMap<Digest, InFlight>>,
+    /// Fetches under way. Each fetch task removes its own entry when it ends, even when every
+    /// caller has given up: an entry left behind would hand a later pull the record of a layer
+    /// garbage-collected in the meantime.
+    in_flight: Arc<Mutex<HashMap<Digest, InFlight>>>,
 }
 
 /// Keeps chain ids from being garbage-collected while a pull is between fetching its layers and
@@ -80,6 +83,20 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// Removes a fetch's entry from `LayerCache::in_flight` when the fetch task ends.
+struct Unregister {
+    registry: Arc<Mutex<HashMap<Digest, InFlight>>>,
+    id: Digest,
+}
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        if let Ok(mut in_flight) = self.registry.lock() {
+            in_flight.remove(&self.id);
+        }
+    }
+}
+
 impl LayerCache {
     pub fn new(root: &Path, store: Arc<Store>) -> Result<Self, LayerError> {
         let layers_dir = root.join("layers");
@@ -92,7 +109,7 @@ impl LayerCache {
             tmp_dir,
             store,
             leases: Mutex::new(HashMap::new()),
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -182,7 +199,15 @@ impl LayerCache {
             in_flight
                 .entry(chain_id.clone())
                 .or_insert_with(|| {
-                    let task = tokio::spawn(fetch());
+                    let fetching = fetch();
+                    let registry = Arc::clone(&self.in_flight);
+                    let id = chain_id.clone();
+                    let task = tokio::spawn(async move {
+                        // Also on a panic. A success is in the store by the time this runs,
+                        // so a caller arriving after it finds the layer there.
+                        let _unregister = Unregister { registry, id };
+                        fetching.await
+                    });
                     async move {
                         match task.await {
                             Ok(result) => result,
@@ -196,11 +221,7 @@ impl LayerCache {
                 })
                 .clone()
         };
-        let result = shared.await;
-        if let Ok(mut in_flight) = self.in_flight.lock() {
-            in_flight.remove(chain_id);
-        }
-        result
+        shared.await
     }
 
     /// Moves an unpacked, verified scratch directory into the cache and records it, atomically
@@ -295,4 +316,44 @@ fn fsync_dir(path: &Path) -> Result<(), LayerError> {
     std::fs::File::open(path)
         .and_then(|d| d.sync_all())
         .map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> (tempfile::TempDir, LayerCache) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("meta.db")).expect("store"));
+        let cache = LayerCache::new(dir.path(), store).expect("cache");
+        (dir, cache)
+    }
+
+    #[tokio::test]
+    async fn a_fetch_whose_callers_gave_up_still_leaves_in_flight() {
+        let (_dir, cache) = cache();
+        let chain_id = Digest::from_sha256([7; 32]);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let gave_up = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            cache.get_or_fetch(&chain_id, move || {
+                async move {
+                    let _ = released.await;
+                    Err(Arc::new(PullError::Internal("test fetch".into())))
+                }
+                .boxed()
+            }),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the caller timed out");
+        assert_eq!(cache.in_flight.lock().expect("lock").len(), 1);
+        release.send(()).expect("fetch still running");
+        for _ in 0..200 {
+            if cache.in_flight.lock().expect("lock").is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("the finished fetch is still registered as in flight");
+    }
 }

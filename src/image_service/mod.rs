@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::cri::v1::image_service_server::ImageService;
 use crate::cri::v1::{self as cri};
 use crate::server::Context;
+use crate::server::batches::{BatchStream, in_batches};
 use crate::store::ImageRecord;
 
 pub struct ImageServiceImpl {
@@ -33,6 +34,22 @@ impl ImageService for ImageServiceImpl {
         request: Request<cri::ListImagesRequest>,
     ) -> Result<Response<cri::ListImagesResponse>, Status> {
         list::list_images(&self.ctx, request.into_inner()).map(Response::new)
+    }
+
+    /// `ListImages` in batches (see `runtime_service::stream_lists`).
+    async fn stream_images(
+        &self,
+        request: Request<cri::StreamImagesRequest>,
+    ) -> Result<Response<BatchStream<cri::StreamImagesResponse>>, Status> {
+        let list = list::list_images(
+            &self.ctx,
+            cri::ListImagesRequest {
+                filter: request.into_inner().filter,
+            },
+        )?;
+        Ok(Response::new(in_batches(list.images, |images| {
+            cri::StreamImagesResponse { images }
+        })))
     }
 
     async fn image_status(

@@ -19,8 +19,10 @@
 //!    ([`super::process::apply`]: rlimits, cwd, user, capabilities, no_new_privs, seccomp
 //!    last) and execs;
 //! 6. the helper forwards SIGTERM/SIGINT/SIGHUP/SIGWINCH to the child and exits with its status
-//!    (128+signal when killed); if the helper itself is SIGKILLed the child gets SIGKILL too
-//!    (PR_SET_PDEATHSIG).
+//!    (128+signal when killed); [`KILL_REQUEST`] makes it SIGKILL the child and reap it before
+//!    exiting (an ExecSync timeout: a process orphaned inside the container would be reparented
+//!    to the container's PID 1, which need not reap, and linger as a zombie that `pgrep` still
+//!    finds); if the helper itself is SIGKILLed the child gets SIGKILL too (PR_SET_PDEATHSIG).
 //!
 //! Setup failures print `strata exec: <step>: <message>` on stderr and exit with
 //! [`EXEC_SETUP_FAILED`]; a missing executable prints runc's text
@@ -40,6 +42,11 @@ use super::process::{self, ProcessPlan};
 use super::seccomp;
 use super::sys::RealSys;
 use super::{Failure, LaunchError};
+
+/// Sent to the helper to have the process SIGKILLed and reaped (the helper then exits with
+/// 128+9). Before the helper blocks it (during setup) it simply ends the helper, which has
+/// not started anything yet.
+pub const KILL_REQUEST: Signal = Signal::SIGUSR1;
 
 /// Exit status of the helper when it could not start the process.
 pub const EXEC_SETUP_FAILED: i32 = 255;
@@ -161,6 +168,7 @@ fn run(config_path: &Path) -> Result<i32, LaunchError> {
     }
     let mut waited = forwarded;
     waited.add(Signal::SIGCHLD);
+    waited.add(KILL_REQUEST);
     let mut old = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), Some(&mut old))
         .map_err(|e| LaunchError::io("blocking signals", e.into()))?;
@@ -197,6 +205,9 @@ fn run(config_path: &Path) -> Result<i32, LaunchError> {
         }
         match waited.wait() {
             Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(KILL_REQUEST) => {
+                let _ = clone::pidfd_kill(&pidfd, libc::SIGKILL);
+            }
             Ok(sig) => {
                 let _ = clone::pidfd_kill(&pidfd, sig as i32);
             }

@@ -54,7 +54,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Classify, ErrorKind};
 use channel::{Channel, Msg};
 
-pub use exec::{EXEC_SETUP_FAILED, ExecConfig, exec_main};
+pub use exec::{EXEC_SETUP_FAILED, ExecConfig, KILL_REQUEST, exec_main};
 pub use template::{is_pinned as mntns_template_pinned, template_main as mntns_template_main};
 
 /// The container's root filesystem.

@@ -628,8 +628,14 @@ impl Runtime {
         Ok(())
     }
 
+    /// Stops a container; one that does not exist (any more) is stopped already, as CRI asks
+    /// of this call ("must not return an error if the container has already been stopped").
     pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<(), ContainerError> {
-        let record = self.container(id)?;
+        let record = match self.container(id) {
+            Ok(r) => r,
+            Err(ContainerError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if !matches!(
             record.state,
             ContainerState::Running | ContainerState::Created
@@ -823,7 +829,7 @@ impl Runtime {
             message: exit.map(|e| e.message.clone()).unwrap_or_default(),
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
-            mounts: config.mounts.clone(),
+            mounts: self.mounts_with_image_refs(&config.mounts),
             log_path: record.log_path.clone(),
             resources: config.linux.as_ref().and_then(|l| {
                 l.resources.clone().map(|r| cri::ContainerResources {
@@ -871,6 +877,21 @@ impl Runtime {
     /// it is one of the image's references (else the image's first tag), with the request's
     /// annotations and `user_specified_image`; the image's repo digest (what kubelet shows as
     /// `imageID`), else its id.
+    /// The container's mounts as requested, each image volume with the id of the image it
+    /// shows in `image.image_ref` (what PullImage returned for it), as kubelet reads it back.
+    fn mounts_with_image_refs(&self, mounts: &[cri::Mount]) -> Vec<cri::Mount> {
+        let mut mounts = mounts.to_vec();
+        for spec in mounts.iter_mut().filter_map(|m| m.image.as_mut()) {
+            if spec.image.is_empty() {
+                continue;
+            }
+            if let Ok(Some(image)) = self.images.find(&spec.image) {
+                spec.image_ref = image.id.to_string();
+            }
+        }
+        mounts
+    }
+
     fn image_names(
         &self,
         record: &ContainerRecord,

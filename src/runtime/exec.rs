@@ -130,9 +130,7 @@ impl Runtime {
             Some(t) => match tokio::time::timeout(t, run).await {
                 Ok(done) => done,
                 Err(_) => {
-                    // The helper's child dies with it (PR_SET_PDEATHSIG).
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
+                    kill_and_reap(&mut child).await;
                     return Err(ContainerError::Exec(ExecError::Timeout(t)));
                 }
             },
@@ -150,6 +148,26 @@ impl Runtime {
             exit_code,
         })
     }
+}
+
+/// Ends a timed-out exec: the helper SIGKILLs and reaps the process (so no zombie is left in
+/// the container, see [`crate::launcher::KILL_REQUEST`]); a helper that does not exit within
+/// a second is SIGKILLed, and the process dies with it (PR_SET_PDEATHSIG).
+async fn kill_and_reap(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            crate::launcher::KILL_REQUEST,
+        );
+        if tokio::time::timeout(Duration::from_secs(1), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
 }
 
 /// Reads a stream to its end, keeping at most [`MAX_OUTPUT`] bytes (the rest is drained so the

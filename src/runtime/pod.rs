@@ -331,8 +331,12 @@ impl Runtime {
         (pod.init_pid > 0).then(|| format!("/proc/{}/ns/{ns}", pod.init_pid))
     }
 
+    /// Stops a pod; an unknown one is stopped already (CRI: idempotent, and kubelet retries
+    /// StopPodSandbox for pods the runtime has forgotten).
     pub async fn stop_pod(&self, id: &str) -> Result<(), PodError> {
-        let pod = self.pod(id)?;
+        let Some(pod) = self.find_pod(id)? else {
+            return Ok(());
+        };
         for container in self.store.read()?.containers()? {
             if container.pod_id == pod.id {
                 self.stop_container(&container.id, 0)

@@ -1,6 +1,7 @@
 //! `CreateContainer`.
 
 use tonic::Status;
+use tracing::Instrument as _;
 
 use super::record_id;
 use crate::cri::v1 as cri;
@@ -15,10 +16,20 @@ pub async fn create_container(
     let config = req
         .config
         .ok_or_else(|| Status::invalid_argument("container config is required"))?;
-    let id = ctx
-        .runtime
-        .create_container(&req.pod_sandbox_id, config, req.sandbox_config)
+    // Its own task, as RunPodSandbox's build: a cancelled request leaves a finished container
+    // for kubelet's retry, never half of one.
+    let runtime = ctx.runtime.clone();
+    let build = tokio::spawn(
+        async move {
+            runtime
+                .create_container(&req.pod_sandbox_id, config, req.sandbox_config)
+                .await
+        }
+        .instrument(tracing::Span::current()),
+    );
+    let id = build
         .await
+        .map_err(|e| Status::internal(format!("container build task failed: {e}")))?
         .map_err(status)?;
     Ok(cri::CreateContainerResponse { container_id: id })
 }

@@ -27,6 +27,7 @@ mod start_container;
 mod status;
 mod stop_container;
 mod stop_pod_sandbox;
+mod stream_lists;
 mod update_container_resources;
 mod update_pod_sandbox_resources;
 mod update_runtime_config;
@@ -39,6 +40,7 @@ use tonic::{Request, Response, Status};
 use crate::cri::v1::runtime_service_server::RuntimeService;
 use crate::cri::v1::{self as cri};
 use crate::server::Context;
+use crate::server::batches::BatchStream;
 
 /// Streams an exec or attach asks for: a tty merges stderr into stdout, and at least one is
 /// needed.
@@ -332,6 +334,47 @@ impl RuntimeService for RuntimeServiceImpl {
         )
         .await
         .map(Response::new)
+    }
+
+    async fn stream_pod_sandboxes(
+        &self,
+        request: Request<cri::StreamPodSandboxesRequest>,
+    ) -> Result<Response<BatchStream<cri::StreamPodSandboxesResponse>>, Status> {
+        stream_lists::pod_sandboxes(&self.ctx, request.into_inner()).map(Response::new)
+    }
+
+    async fn stream_containers(
+        &self,
+        request: Request<cri::StreamContainersRequest>,
+    ) -> Result<Response<BatchStream<cri::StreamContainersResponse>>, Status> {
+        stream_lists::containers(&self.ctx, request.into_inner()).map(Response::new)
+    }
+
+    async fn stream_container_stats(
+        &self,
+        request: Request<cri::StreamContainerStatsRequest>,
+    ) -> Result<Response<BatchStream<cri::StreamContainerStatsResponse>>, Status> {
+        stream_lists::container_stats(&self.ctx, &self.stats, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        request: Request<cri::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<BatchStream<cri::StreamPodSandboxStatsResponse>>, Status> {
+        stream_lists::pod_sandbox_stats(&self.ctx, &self.stats, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        request: Request<cri::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<BatchStream<cri::StreamPodSandboxMetricsResponse>>, Status> {
+        stream_lists::pod_sandbox_metrics(&self.ctx, &self.stats, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn update_pod_sandbox_resources(

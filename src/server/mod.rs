@@ -3,6 +3,7 @@
 //! until SIGTERM or SIGINT.
 
 pub mod admin;
+pub mod batches;
 pub mod layer;
 pub mod lock;
 pub mod metrics;

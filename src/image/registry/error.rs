@@ -56,7 +56,10 @@ pub enum RegistryError {
          push the image again with a current tool"
     )]
     Schema1 { reference: String, endpoint: String },
-    #[error("{reference}: no linux/amd64 image in the index from {endpoint}; it has: {platforms}")]
+    #[error(
+        "{reference}: no linux/{arch} image in the index from {endpoint}; it has: {platforms}",
+        arch = super::manifest::native_arch()
+    )]
     NoPlatform {
         reference: String,
         endpoint: String,

@@ -1,5 +1,5 @@
 //! Parsing of the four manifest kinds we accept (OCI image manifest and index, Docker schema2
-//! manifest and manifest list) and the choice of the linux/amd64 entry of an index.
+//! manifest and manifest list) and the choice of this machine's entry of an index.
 
 use serde::Deserialize;
 
@@ -162,22 +162,52 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, ParseError> {
     Ok(Manifest::Image { config, layers })
 }
 
-/// The linux/amd64 entry of an index: one without variant (or `v1`) first, then the lowest
-/// microarchitecture level (`v2` before `v3`); `None` if there is none.
-pub(crate) fn pick_linux_amd64(entries: &[IndexEntry]) -> Option<&IndexEntry> {
+/// This machine's architecture as OCI platforms (and Go) name it.
+pub fn native_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}
+
+/// The variant an entry without one means for `arch` (arm64 images are `v8`).
+fn default_variant(arch: &str) -> &'static str {
+    match arch {
+        "amd64" => "v1",
+        "arm64" => "v8",
+        _ => "",
+    }
+}
+
+/// The linux entry of an index for this machine's architecture ([`native_arch`]); see
+/// [`pick_linux`].
+pub(crate) fn pick_native(entries: &[IndexEntry]) -> Option<&IndexEntry> {
+    pick_linux(entries, native_arch())
+}
+
+/// The linux/`arch` entry of an index: one without variant (or the architecture's default
+/// variant) first, then the lowest numbered variant (`v2` before `v3`: the most portable);
+/// `None` if there is none.
+pub(crate) fn pick_linux<'a>(entries: &'a [IndexEntry], arch: &str) -> Option<&'a IndexEntry> {
+    let default = default_variant(arch);
     entries
         .iter()
         .filter_map(|e| {
             let p = e.platform.as_ref()?;
-            if p.os != "linux" || p.architecture != "amd64" {
+            if p.os != "linux" || p.architecture != arch {
                 return None;
             }
             let rank = match p.variant.as_deref().unwrap_or("") {
-                "" | "v1" => 1,
+                "" => 0,
+                v if v == default => 0,
                 v => v
                     .strip_prefix('v')
                     .and_then(|n| n.parse::<u32>().ok())
-                    .unwrap_or(u32::MAX),
+                    .map_or(u32::MAX, |n| n.saturating_add(1)),
             };
             Some((rank, e))
         })
@@ -233,13 +263,28 @@ mod tests {
         let Manifest::Index(entries) = parse(index.to_string().as_bytes()).unwrap() else {
             panic!()
         };
-        assert_eq!(pick_linux_amd64(&entries).unwrap().digest.to_string(), d(3));
         assert_eq!(
-            pick_linux_amd64(&entries[..2]).unwrap().digest.to_string(),
+            pick_linux(&entries, "amd64").unwrap().digest.to_string(),
+            d(3)
+        );
+        assert_eq!(
+            pick_linux(&entries[..2], "amd64")
+                .unwrap()
+                .digest
+                .to_string(),
             d(2)
         );
-        assert!(pick_linux_amd64(&entries[..1]).is_none());
+        assert!(pick_linux(&entries[..1], "amd64").is_none());
         assert_eq!(platforms(&entries[..1]), "linux/arm64/v8");
+        // arm64's default variant is v8, on an arm64 machine.
+        assert_eq!(
+            pick_linux(&entries, "arm64").unwrap().digest.to_string(),
+            d(1)
+        );
+        // This machine's own architecture picks its entry.
+        if native_arch() == "amd64" {
+            assert_eq!(pick_native(&entries).unwrap().digest.to_string(), d(3));
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The registry client: resolves a reference to its linux/amd64 image (manifest, config) and
-//! streams the layers.
+//! The registry client: resolves a reference to this machine's image (linux/amd64 on x86-64:
+//! manifest, config) and streams the layers.
 //!
 //! The protocol (the `/v2/` challenge, anonymous and credentialed bearer tokens, HTTP basic
 //! auth, manifest and blob requests, token refresh) is oci-client's. This module adds what
@@ -101,14 +101,14 @@ impl Default for Timeouts {
     }
 }
 
-/// An image resolved to its linux/amd64 manifest, with its verified config.
+/// An image resolved to this machine's platform manifest, with its verified config.
 #[derive(Clone)]
 pub struct ResolvedImage {
     pub reference: Reference,
     /// Digest of what the reference points at (the index, for a multi-arch image): the image's
     /// repo digest.
     pub manifest_digest: Digest,
-    /// Digest of the linux/amd64 image manifest (equal to `manifest_digest` unless the
+    /// Digest of the platform's image manifest (equal to `manifest_digest` unless the
     /// reference points at an index).
     pub platform_manifest_digest: Digest,
     /// The image id.
@@ -197,8 +197,8 @@ impl RegistryClient {
         })
     }
 
-    /// Resolves `reference` to the linux/amd64 image: fetches the manifest (following an OCI
-    /// index / Docker manifest list to the linux/amd64 entry, preferring no variant / v1),
+    /// Resolves `reference` to this machine's image: fetches the manifest (following an OCI
+    /// index / Docker manifest list to the linux/<native arch> entry, preferring no variant / v1),
     /// verifies it, fetches and verifies the config blob. Tries the host's endpoints in order.
     pub async fn resolve(
         &self,
@@ -363,14 +363,17 @@ impl RegistryClient {
         let (platform_manifest_digest, config, layers) = match parse(&bytes, &what)? {
             Manifest::Image { config, layers } => (manifest_digest.clone(), config, layers),
             Manifest::Index(entries) => {
-                let entry = manifest::pick_linux_amd64(&entries).ok_or_else(|| {
-                    RegistryError::NoPlatform {
+                let entry =
+                    manifest::pick_native(&entries).ok_or_else(|| RegistryError::NoPlatform {
                         reference: reference.to_string(),
                         endpoint: url.clone(),
                         platforms: manifest::platforms(&entries),
-                    }
-                })?;
-                let what = format!("linux/amd64 manifest {} of {reference}", entry.digest);
+                    })?;
+                let what = format!(
+                    "linux/{} manifest {} of {reference}",
+                    manifest::native_arch(),
+                    entry.digest
+                );
                 let child_ref = top_ref.clone_with_digest(entry.digest.to_string());
                 let (child, _) = client
                     .pull_manifest_raw(&child_ref, &auth, manifest::ACCEPT)
@@ -391,7 +394,7 @@ impl RegistryClient {
                         return Err(RegistryError::BadManifest {
                             what,
                             endpoint: url,
-                            message: "an index entry for linux/amd64 is itself an index".into(),
+                            message: "an index entry for this platform is itself an index".into(),
                         });
                     }
                 }

@@ -183,6 +183,19 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
             bad_profile.path().display().to_string(),
         ),
         (
+            // This host has no AppArmor (a host with it would say the profile is not loaded).
+            "Localhost AppArmor profile",
+            pod.id.clone(),
+            with_security(pod.sh("c", &image, "true"), |sc| {
+                sc.apparmor = Some(cri::SecurityProfile {
+                    profile_type: cri::security_profile::ProfileType::Localhost as i32,
+                    localhost_ref: "localhost/strata-no-such-profile".into(),
+                })
+            }),
+            Some(Code::InvalidArgument),
+            "strata-no-such-profile".into(),
+        ),
+        (
             "unknown user name",
             pod.id.clone(),
             with_security(pod.sh("c", &image, "true"), |sc| {

@@ -56,15 +56,13 @@ pub const EXEC_SETUP_FAILED: i32 = 255;
 pub struct ExecConfig {
     /// The container's init pid, whose namespaces are joined.
     pub target_pid: i32,
+    /// The container's process (user, capabilities, AppArmor profile...) with the exec's args.
     pub process: Process,
     /// Every `cgroup.procs` of the container's cgroup (one per v1 hierarchy).
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
     #[serde(default)]
     pub seccomp: Option<LinuxSeccomp>,
-    /// Ignored: no AppArmor on the hosts we support.
-    #[serde(default)]
-    pub apparmor: Option<String>,
 }
 
 /// The namespaces joined, in order.

@@ -10,6 +10,10 @@
 //! 5. user: setgroups(additionalGids), setresgid, PR_SET_KEEPCAPS, setresuid, keepcaps off;
 //! 6. inheritable/effective/permitted/ambient capabilities; umask;
 //! 7. no_new_privs; 8. seccomp last when no_new_privs is set.
+//!
+//! The AppArmor profile (when the spec names one) is requested first, for the coming execve
+//! (`exec NAME` to the `attr/apparmor/exec` file, as runc does): the setup itself runs
+//! unconfined, and the kernel switches profiles atomically at the exec.
 
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt as _;
@@ -52,6 +56,8 @@ pub(crate) struct ProcessPlan {
     pub rlimits: Vec<Rlimit>,
     pub no_new_privs: bool,
     pub terminal: bool,
+    /// AppArmor profile the execve switches to.
+    pub apparmor: Option<String>,
 }
 
 fn spec_err(msg: impl Into<String>) -> LaunchError {
@@ -171,6 +177,10 @@ impl ProcessPlan {
             rlimits,
             no_new_privs: p.no_new_privileges().unwrap_or(false),
             terminal: p.terminal().unwrap_or(false),
+            apparmor: p
+                .apparmor_profile()
+                .clone()
+                .filter(|name| !name.is_empty() && name != "unconfined"),
         })
     }
 }
@@ -205,12 +215,31 @@ fn rlimit_failure(r: &Rlimit, e: std::io::Error) -> Failure {
     }
 }
 
+/// Asks the kernel to confine the next execve by AppArmor `profile`: the per-thread file of
+/// the apparmor LSM (5.8+), or the older shared one.
+fn apparmor_on_exec<S: Syscall>(sys: &S, profile: &str) -> Result<(), Failure> {
+    let request = format!("exec {profile}");
+    let result = match sys.write_file(Path::new("/proc/thread-self/attr/apparmor/exec"), &request) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            sys.write_file(Path::new("/proc/self/attr/exec"), &request)
+        }
+        other => other,
+    };
+    result.map_err(|e| Failure {
+        step: "apparmor".into(),
+        message: format!("profile {profile}: {e}"),
+    })
+}
+
 /// Applies the process attributes (see the module doc for the order).
 pub(crate) fn apply<S: Syscall>(
     sys: &S,
     plan: &ProcessPlan,
     seccomp: Option<&Filter>,
 ) -> Result<(), Failure> {
+    if let Some(profile) = &plan.apparmor {
+        apparmor_on_exec(sys, profile)?;
+    }
     for r in &plan.rlimits {
         sys.setrlimit(r.resource, r.soft, r.hard)
             .map_err(|e| rlimit_failure(r, e))?;
@@ -411,6 +440,22 @@ mod tests {
             }],
             flags: 0,
         }
+    }
+
+    #[test]
+    fn apparmor_profile_is_requested_for_the_exec_first() {
+        let mut p = process(true);
+        p.set_apparmor_profile(Some("cri-validate-deny-write".into()));
+        let plan = ProcessPlan::from_spec(&p).unwrap();
+        let sys = FakeSys::default();
+        apply(&sys, &plan, Some(&filter())).unwrap();
+        assert_eq!(
+            sys.calls()[0],
+            "write /proc/thread-self/attr/apparmor/exec exec cri-validate-deny-write"
+        );
+        // "unconfined" asks for nothing.
+        p.set_apparmor_profile(Some("unconfined".into()));
+        assert_eq!(ProcessPlan::from_spec(&p).unwrap().apparmor, None);
     }
 
     #[test]

@@ -231,7 +231,6 @@ fn run_scenario(s: &Scenario) -> Outcome {
             process: process.clone(),
             cgroup_procs: s.config.cgroup_procs.clone(),
             seccomp: None,
-            apparmor: None,
         };
         std::fs::write(&s.exec_config, serde_json::to_vec(&config).expect("json"))
             .expect("writing the exec config");

@@ -75,7 +75,6 @@ impl Runtime {
             process,
             cgroup_procs: monitor.init.cgroup_procs.clone(),
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
-            apparmor: None,
         };
         let path = state.join(format!("exec-{:016x}.json", rand::random::<u64>()));
         let json = serde_json::to_vec(&config).map_err(|e| failed(e.to_string()))?;

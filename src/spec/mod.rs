@@ -20,6 +20,7 @@
 //! mount source or device, missing Localhost seccomp profile — the request names a file that is
 //! not there, as for mounts); a host failure reading something that exists is `Internal`.
 
+mod apparmor;
 mod devices;
 mod layers;
 mod mounts;
@@ -204,7 +205,7 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     process.set_capabilities(Some(caps.caps));
     process.set_rlimits(None);
     process.set_no_new_privileges(Some(sc.no_new_privs));
-    process.set_apparmor_profile(None);
+    process.set_apparmor_profile(apparmor::profile(&sc, &apparmor::Kernel)?);
     process.set_oom_score_adj(process::oom_score_adj(input)?);
     process.set_selinux_label(None);
     process.set_io_priority(None);

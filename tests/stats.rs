@@ -352,6 +352,17 @@ async fn pod_network_counters_and_metrics() {
     {
         assert_eq!(m.label_values.len(), keys(&m.name).len(), "{m:?}");
     }
+    // critest's check: every advertised metric is present for the pod.
+    for d in &descriptors {
+        assert!(
+            mine.metrics
+                .iter()
+                .chain(mine.container_metrics.iter().flat_map(|c| &c.metrics))
+                .any(|m| m.name == d.name),
+            "{} advertised but not emitted",
+            d.name
+        );
+    }
     let rx = mine
         .metrics
         .iter()
@@ -394,6 +405,37 @@ async fn pod_network_counters_and_metrics() {
         fs.value.as_ref().unwrap().value > 0 && fs.timestamp > 0,
         "{fs:?}"
     );
+    // The layer's filesystem, labelled with the same device as its usage.
+    let inodes = metric("container_fs_inodes_total");
+    assert!(inodes.value.as_ref().unwrap().value > 0, "{inodes:?}");
+    assert_eq!(inodes.label_values[3], fs.label_values[3]);
+    assert!(
+        metric("container_fs_limit_bytes")
+            .value
+            .as_ref()
+            .unwrap()
+            .value
+            > 0
+    );
+    // sleep holds at least its standard descriptors.
+    assert!(
+        metric("container_file_descriptors")
+            .value
+            .as_ref()
+            .unwrap()
+            .value
+            >= 1
+    );
+    let started = metric("container_start_time_seconds")
+        .value
+        .as_ref()
+        .unwrap()
+        .value;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(started > 0 && started <= now, "{started}");
 
     // hostNetwork: no network stats of the pod's own.
     let host = Pod::start(

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::StatsError;
+use super::blkio::{self, IoDevice};
+use super::hugetlb::{self, Hugetlb};
 use super::psi::{self, Psi};
 
 /// Where a cgroup's files are.
@@ -20,6 +22,8 @@ pub struct Dirs {
     pub cpu: Option<PathBuf>,
     pub memory: Option<PathBuf>,
     pub pids: Option<PathBuf>,
+    pub blkio: Option<PathBuf>,
+    pub hugetlb: Option<PathBuf>,
     /// The hybrid layout's v2 directory: PSI files and a complete process list.
     pub unified: Option<PathBuf>,
 }
@@ -36,12 +40,25 @@ impl Dirs {
             };
         }
         let with = |file: &str| dirs.iter().find(|d| d.join(file).exists()).cloned();
+        // Its files are named by page size, which varies by architecture.
+        let hugetlb = dirs
+            .iter()
+            .find(|d| {
+                std::fs::read_dir(d).is_ok_and(|mut es| {
+                    es.any(|e| {
+                        e.is_ok_and(|e| e.file_name().as_encoded_bytes().starts_with(b"hugetlb."))
+                    })
+                })
+            })
+            .cloned();
         Dirs {
             v2: None,
             cpuacct: with("cpuacct.usage"),
             cpu: with("cpu.shares"),
             memory: with("memory.usage_in_bytes"),
             pids: with("pids.current"),
+            blkio: with("blkio.throttle.io_service_bytes"),
+            hugetlb,
             unified: unified_mount.and_then(|m| dirs.iter().find(|d| d.starts_with(m)).cloned()),
         }
     }
@@ -88,6 +105,9 @@ pub struct MemoryStats {
     /// v1 soft limit / v2 `memory.low`; None when unset.
     pub reservation: Option<u64>,
     pub oom_kills: u64,
+    /// Kernel memory charged to the cgroup (slab, stacks, socket buffers...); v1 only has it
+    /// with kmem accounting (`memory.kmem.usage_in_bytes`), else 0.
+    pub kernel: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -119,6 +139,11 @@ pub struct CgroupStats {
     pub memory_psi: Option<Psi>,
     pub io_psi: Option<Psi>,
     pub spec: CpuSpec,
+    /// Block I/O per device (unnamed: [`blkio::name_devices`] names them).
+    pub io: Vec<IoDevice>,
+    pub hugetlb: Vec<Hugetlb>,
+    /// The processes (pids in our pid namespace) of the cgroup and its descendants.
+    pub pids: Vec<u32>,
 }
 
 /// v1 writes "unlimited" as a huge page-aligned number (`PAGE_COUNTER_MAX` pages).
@@ -137,8 +162,11 @@ pub fn read(dirs: &Dirs) -> Result<CgroupStats, StatsError> {
         s.memory_psi = read_opt(&dir.join("memory.pressure"))?.and_then(|t| psi::parse(&t));
         s.io_psi = read_opt(&dir.join("io.pressure"))?.and_then(|t| psi::parse(&t));
     }
-    if let Some(dir) = dirs.procs_dir() {
-        s.processes = count_procs(dir)?;
+    if let Some(dir) = dirs.procs_dir()
+        && let Some(pids) = list_procs(dir)?
+    {
+        s.processes = Some(pids.len() as u64);
+        s.pids = pids;
     }
     Ok(s)
 }
@@ -194,6 +222,12 @@ fn read_v1(dirs: &Dirs) -> Result<CgroupStats, StatsError> {
         s.tasks = read_u64(&dir.join("pids.current"))?;
         s.tasks_limit = read_u64(&dir.join("pids.max"))?;
     }
+    if let Some(dir) = &dirs.blkio {
+        s.io = blkio::read_v1(dir)?;
+    }
+    if let Some(dir) = &dirs.hugetlb {
+        s.hugetlb = hugetlb::read_v1(dir)?;
+    }
     Ok(s)
 }
 
@@ -221,6 +255,7 @@ fn read_v1_memory(dir: &Path) -> Result<Option<MemoryStats>, StatsError> {
         reservation: read_u64(&dir.join("memory.soft_limit_in_bytes"))?
             .filter(|l| *l < V1_UNLIMITED),
         oom_kills: key_values(&oom).get("oom_kill").copied().unwrap_or(0),
+        kernel: read_u64(&dir.join("memory.kmem.usage_in_bytes"))?.unwrap_or(0),
     }))
 }
 
@@ -269,6 +304,7 @@ fn read_v2(dir: &Path) -> Result<CgroupStats, StatsError> {
             failcnt: events.get("max").copied(),
             reservation: read_u64(&dir.join("memory.low"))?.filter(|l| *l > 0),
             oom_kills: events.get("oom_kill").copied().unwrap_or(0),
+            kernel: v2_kernel(&kv),
         });
     }
     if let Some(usage) = read_u64(&dir.join("memory.swap.current"))? {
@@ -279,7 +315,20 @@ fn read_v2(dir: &Path) -> Result<CgroupStats, StatsError> {
     }
     s.tasks = read_u64(&dir.join("pids.current"))?;
     s.tasks_limit = read_u64(&dir.join("pids.max"))?;
+    s.io = blkio::read_v2(dir)?;
+    s.hugetlb = hugetlb::read_v2(dir)?;
     Ok(s)
+}
+
+/// v2 kernel memory: `kernel` of memory.stat (kernel 5.18+), else the sum of the kernel parts
+/// older kernels list separately.
+fn v2_kernel(stat: &HashMap<&str, u64>) -> u64 {
+    stat.get("kernel").copied().unwrap_or_else(|| {
+        ["kernel_stack", "slab", "sock"]
+            .iter()
+            .filter_map(|k| stat.get(k))
+            .sum()
+    })
 }
 
 /// cgroup v2 `cpu.weight` (1..10000) back to v1 shares (2..262144), as cadvisor and runc map
@@ -293,22 +342,22 @@ fn weight_to_shares(weight: u64) -> u64 {
 
 /// Processes in `dir`'s `cgroup.procs` and in those of its descendants. None when the cgroup
 /// does not exist.
-pub fn count_procs(dir: &Path) -> Result<Option<u64>, StatsError> {
+pub fn list_procs(dir: &Path) -> Result<Option<Vec<u32>>, StatsError> {
     let Some(text) = read_opt(&dir.join("cgroup.procs"))? else {
         return Ok(None);
     };
-    let mut n = text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    let mut pids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if gone(&e) => return Ok(Some(n)),
+        Err(e) if gone(&e) => return Ok(Some(pids)),
         Err(e) => return Err(StatsError::io("listing", dir, e)),
     };
     for entry in entries.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            n += count_procs(&entry.path())?.unwrap_or(0);
+            pids.extend(list_procs(&entry.path())?.unwrap_or_default());
         }
     }
-    Ok(Some(n))
+    Ok(Some(pids))
 }
 
 /// `key value` lines (memory.stat, cpu.stat, cpuacct.stat, memory.events...).
@@ -339,7 +388,7 @@ fn read_u64(path: &Path) -> Result<Option<u64>, StatsError> {
 
 /// Errors that mean "the cgroup (or this controller's file) is not there": the container
 /// ended and its cgroup was removed while we read, or the kernel lacks the file.
-fn gone(e: &std::io::Error) -> bool {
+pub(super) fn gone(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::EOPNOTSUPP)
@@ -405,7 +454,28 @@ mod tests {
                 ),
                 ("memory.memsw.usage_in_bytes", "6150000\n"),
                 ("memory.memsw.limit_in_bytes", "9223372036854771712\n"),
+                ("memory.kmem.usage_in_bytes", "327680\n"),
                 ("cgroup.procs", "10\n11\n"),
+            ],
+        );
+        write(
+            &r.join("blkio/pod/c"),
+            &[
+                (
+                    "blkio.throttle.io_service_bytes",
+                    "8:0 Read 4096\n8:0 Write 8192\n8:0 Total 12288\nTotal 12288\n",
+                ),
+                (
+                    "blkio.throttle.io_serviced",
+                    "8:0 Read 1\n8:0 Write 2\n8:0 Total 3\nTotal 3\n",
+                ),
+            ],
+        );
+        write(
+            &r.join("hugetlb/pod/c"),
+            &[
+                ("hugetlb.2MB.usage_in_bytes", "2097152\n"),
+                ("hugetlb.2MB.max_usage_in_bytes", "4194304\n"),
             ],
         );
         write(&r.join("memory/pod/c/sub"), &[("cgroup.procs", "12\n")]);
@@ -413,13 +483,15 @@ mod tests {
             &r.join("pids/pod/c"),
             &[("pids.current", "4\n"), ("pids.max", "max\n")],
         );
-        let dirs: Vec<PathBuf> = ["cpuacct", "cpu", "memory", "pids"]
+        let dirs: Vec<PathBuf> = ["cpuacct", "cpu", "memory", "pids", "blkio", "hugetlb"]
             .iter()
             .map(|c| r.join(c).join("pod/c"))
             .collect();
         let d = Dirs::classify(&dirs, false, None);
         assert_eq!(d.memory, Some(r.join("memory/pod/c")));
         assert_eq!(d.cpu, Some(r.join("cpu/pod/c")));
+        assert_eq!(d.blkio, Some(r.join("blkio/pod/c")));
+        assert_eq!(d.hugetlb, Some(r.join("hugetlb/pod/c")));
         let s = read(&d).unwrap();
         let cpu = s.cpu.unwrap();
         assert_eq!(cpu.usage_ns, 123456789);
@@ -439,14 +511,29 @@ mod tests {
         assert_eq!(mem.local_page_faults, Some(7));
         assert_eq!(mem.oom_kills, 2);
         assert_eq!(mem.reservation, None);
+        assert_eq!(mem.kernel, 327680);
         let swap = s.swap.unwrap();
         assert_eq!(swap.usage, 6000);
         assert_eq!(swap.limit, None);
         assert_eq!(s.tasks, Some(4));
         assert_eq!(s.tasks_limit, None);
+        assert_eq!(s.io.len(), 1);
+        assert_eq!((s.io[0].major, s.io[0].minor), (8, 0));
+        assert_eq!((s.io[0].read_bytes, s.io[0].write_bytes), (4096, 8192));
+        assert_eq!((s.io[0].reads, s.io[0].writes), (1, 2));
+        assert_eq!(s.hugetlb.len(), 1);
+        assert_eq!(s.hugetlb[0].pagesize, "2MB");
+        assert_eq!(
+            (s.hugetlb[0].usage, s.hugetlb[0].max_usage),
+            (2097152, 4194304)
+        );
         // pids has no cgroup.procs in this fake tree; memory's (and its child's) count.
         assert_eq!(s.processes, None);
-        assert_eq!(count_procs(&r.join("memory/pod/c")).unwrap(), Some(3));
+        assert!(s.pids.is_empty());
+        assert_eq!(
+            list_procs(&r.join("memory/pod/c")).unwrap(),
+            Some(vec![10, 11, 12])
+        );
         assert!(s.cpu_psi.is_none());
     }
 
@@ -496,8 +583,8 @@ mod tests {
                 ("memory.peak", "9000000\n"),
                 (
                     "memory.stat",
-                    "anon 4096000\nfile 3000000\nfile_mapped 12\ninactive_file 2000000\n\
-                     pgfault 42\npgmajfault 2\n",
+                    "anon 4096000\nfile 3000000\nkernel 81920\nkernel_stack 16384\n\
+                     file_mapped 12\ninactive_file 2000000\npgfault 42\npgmajfault 2\n",
                 ),
                 ("memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
                 ("memory.swap.current", "4096\n"),
@@ -505,6 +592,11 @@ mod tests {
                 ("pids.current", "3\n"),
                 ("pids.max", "100\n"),
                 ("cgroup.procs", "1\n2\n"),
+                (
+                    "io.stat",
+                    "8:16 rbytes=1024 wbytes=2048 rios=3 wios=4 dbytes=0 dios=0\n",
+                ),
+                ("hugetlb.2MB.current", "0\n"),
                 (
                     "cpu.pressure",
                     "some avg10=1.50 avg60=0.25 avg300=0.00 total=1234\n\
@@ -538,6 +630,7 @@ mod tests {
         assert_eq!(mem.failcnt, Some(3));
         assert_eq!(mem.oom_kills, 1);
         assert_eq!(mem.reservation, None);
+        assert_eq!(mem.kernel, 81920);
         assert_eq!(
             s.swap,
             Some(SwapStats {
@@ -548,6 +641,13 @@ mod tests {
         assert_eq!(s.tasks, Some(3));
         assert_eq!(s.tasks_limit, Some(100));
         assert_eq!(s.processes, Some(2));
+        assert_eq!(s.pids, [1, 2]);
+        assert_eq!(s.io.len(), 1);
+        assert_eq!(
+            (s.io[0].read_bytes, s.io[0].write_bytes, s.io[0].writes),
+            (1024, 2048, 4)
+        );
+        assert_eq!(s.hugetlb.len(), 1);
         let cpu_psi = s.cpu_psi.unwrap();
         assert_eq!(cpu_psi.some.total_us, 1234);
         assert_eq!(cpu_psi.some.avg10, 1.5);
@@ -594,6 +694,15 @@ mod tests {
         assert_eq!(s.processes, Some(3));
         assert_eq!(s.io_psi.unwrap().full.total_us, 1_000_000);
         assert!(s.cpu.is_none() && s.cpu_psi.is_none());
+    }
+
+    /// Kernels before 5.18 have no `kernel` line: its parts are summed.
+    #[test]
+    fn v2_kernel_memory_from_parts() {
+        let stat = "anon 1\nkernel_stack 16384\nslab 40960\nsock 4096\npercpu 8\n";
+        assert_eq!(v2_kernel(&key_values(stat)), 16384 + 40960 + 4096);
+        assert_eq!(v2_kernel(&key_values("kernel 7\nslab 40960\n")), 7);
+        assert_eq!(v2_kernel(&key_values("")), 0);
     }
 
     #[test]

@@ -1,16 +1,21 @@
 //! Resource usage of containers and pods for the CRI stats and metrics calls: cgroup counters
-//! (v1, hybrid, v2), the writable layer's disk usage, the pod network's interface counters, and
-//! the CPU rate between two samples.
+//! (v1, hybrid, v2, including block I/O and huge pages), the writable layer's disk usage and its
+//! filesystem, the descriptors the container's processes hold, the pod network's interface
+//! counters, and the CPU rate between two samples.
 //!
 //! [`Collector`] samples; [`to_cri`] turns samples into CRI stats and [`metrics`] into the
 //! cadvisor-style metrics of `ListPodSandboxMetrics`. The collector keeps, per container and
 //! pod, the previous CPU sample (for `usage_nano_cores`, as containerd does) and recent
 //! writable-layer walks.
 
+pub mod blkio;
 pub mod cgroup;
+pub mod fs_info;
 pub mod fs_usage;
+pub mod hugetlb;
 pub mod metrics;
 pub mod netdev;
+pub mod procs;
 pub mod psi;
 pub mod to_cri;
 
@@ -72,6 +77,14 @@ pub struct ContainerSample {
     /// The filesystem identifier of writable layers (the same `ImageFsInfo` reports for
     /// container filesystems).
     pub layer_mountpoint: PathBuf,
+    /// The filesystem holding the writable layer; None when neither the layer nor the
+    /// containers' directory exists.
+    pub layer_fs: Option<fs_info::FsInfo>,
+    /// Descriptors open in the container's processes.
+    pub fds: procs::Fds,
+    /// The soft open-files limit of the container's init process; None when that process is
+    /// not (or no longer) in the container's cgroup.
+    pub max_open_files: Option<u64>,
 }
 
 /// One pod measured at one time.
@@ -101,7 +114,10 @@ pub struct Collector {
     /// Where each cgroup's controller files are, by cgroup path: finding them (mount table,
     /// probing files) costs as much as reading the counters.
     dirs: Mutex<HashMap<String, cgroup::Dirs>>,
+    /// Mount sources of the writable layers' filesystems.
+    devices: fs_info::Devices,
     proc_root: PathBuf,
+    sys_root: PathBuf,
 }
 
 impl Default for Collector {
@@ -110,7 +126,9 @@ impl Default for Collector {
             cpu: Mutex::new(HashMap::new()),
             layers: fs_usage::Cache::default(),
             dirs: Mutex::new(HashMap::new()),
+            devices: fs_info::Devices::default(),
             proc_root: PathBuf::from("/proc"),
+            sys_root: PathBuf::from("/sys"),
         }
     }
 }
@@ -135,8 +153,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Collector {
-    /// Reads a cgroup (relative path), finding its directories once.
+    /// Reads a cgroup (relative path), finding its directories once, and names its block
+    /// devices.
     fn read_cgroup(&self, path: &str) -> Result<cgroup::CgroupStats, StatsError> {
+        let mut s = self.read_cgroup_files(path)?;
+        blkio::name_devices(&self.sys_root, &mut s.io)?;
+        Ok(s)
+    }
+
+    fn read_cgroup_files(&self, path: &str) -> Result<cgroup::CgroupStats, StatsError> {
         let known = lock(&self.dirs).get(path).cloned();
         let dirs = match known {
             Some(d) => d,
@@ -175,13 +200,32 @@ impl Collector {
             .and_then(|c| self.nano_cores(&format!("c/{}", record.id), c.usage_ns, at));
         let upper = runtime.container_upper_dir(&record.id);
         let layer = Some(self.layers.usage(&upper)?);
+        let layer_mountpoint = runtime.containers_dir();
+        // Before the rootfs is prepared (or after it is gone) the layer's filesystem is still
+        // the containers' directory's.
+        let layer_fs = match self.devices.info(&upper)? {
+            Some(i) => Some(i),
+            None => self.devices.info(&layer_mountpoint)?,
+        };
+        let fds = procs::count_fds(&self.proc_root, &cgroup.pids)?;
+        // Only while the recorded pid is still in the cgroup: a pid reused by another process
+        // would be elsewhere.
+        let max_open_files = match u32::try_from(record.pid) {
+            Ok(pid) if pid > 0 && cgroup.pids.contains(&pid) => {
+                procs::max_open_files(&self.proc_root, pid)?
+            }
+            _ => None,
+        };
         Ok(ContainerSample {
             record,
             at,
             cgroup,
             nano_cores,
             layer,
-            layer_mountpoint: runtime.containers_dir(),
+            layer_mountpoint,
+            layer_fs,
+            fds,
+            max_open_files,
         })
     }
 

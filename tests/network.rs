@@ -478,18 +478,18 @@ async fn network_ready_follows_the_config_and_host_network_pods_need_none() {
     });
     let host_pod = Pod::start(&env.daemon, config).await;
     assert_eq!(pod_ip(&host_pod).await, "");
+    // Tests running alongside add and remove bridges and veths: only the interfaces present
+    // both before and after the container listed them must be in its list.
+    let before = host_interfaces();
     let ran = host_pod
         .run_ok(host_pod.sh("ifs", &image, "ls /sys/class/net"))
         .await;
-    let mut host_ifs: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    host_ifs.retain(|i| !i.starts_with("veth"));
+    let after = host_interfaces();
+    let host_ifs: Vec<&String> = before.intersection(&after).collect();
+    assert!(host_ifs.iter().any(|i| *i == "lo"), "{host_ifs:?}");
     for iface in &host_ifs {
         assert!(
-            ran.stdout.lines().any(|l| l == iface),
+            ran.stdout.lines().any(|l| l == iface.as_str()),
             "{iface} missing in {}",
             ran.stdout
         );
@@ -509,6 +509,14 @@ async fn network_ready_follows_the_config_and_host_network_pods_need_none() {
     assert!(cond.status, "{cond:?}");
     let pod = Pod::start(&env.daemon, pod_config("late")).await;
     assert!(pod_ip(&pod).await.starts_with(&format!("{}.", net.prefix)));
+}
+
+fn host_interfaces() -> std::collections::BTreeSet<String> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 async fn assert_no_pods(env: &Env) {

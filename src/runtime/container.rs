@@ -15,6 +15,7 @@ use super::{Runtime, labels_match, names, new_id, now_nanos};
 use crate::cgroups::Cgroup;
 use crate::cri::v1 as cri;
 use crate::error::{Classify, ErrorKind};
+use crate::monitor::MonitorError;
 use crate::monitor::client::{ExitStatus, MonitorClient};
 use crate::store::{ContainerRecord, ContainerState, ExitInfo, PodState, ProcessUser, StoreError};
 
@@ -645,8 +646,15 @@ impl Runtime {
         let paths = self.paths(&record.id);
         if record.state == ContainerState::Running && timeout_secs > 0 {
             let signal = self.stop_signal(&record);
-            if let Ok(mut client) = MonitorClient::connect(&paths.socket()).await {
-                let _ = client.signal(signal).await;
+            match send_stop_signal(&paths.socket(), signal).await {
+                Ok(()) | Err(MonitorError::Exited) => {}
+                // Gone: it exited meanwhile, the wait below reads its exit file.
+                Err(e) => tracing::warn!(
+                    container = %record.id,
+                    signal,
+                    error = %e,
+                    "stop signal not delivered; the container is killed after the timeout"
+                ),
             }
             if self
                 .wait_exited(&record.id, Duration::from_secs(timeout_secs as u64))
@@ -1055,6 +1063,27 @@ pub fn signal_number(name: &str) -> Option<i32> {
     name.parse::<nix::sys::signal::Signal>()
         .ok()
         .map(|s| s as i32)
+}
+
+/// Sends the stop signal through the monitor. A connection refused under load is retried a
+/// few times: a lost stop signal would cost the container its whole grace period.
+async fn send_stop_signal(socket: &Path, signal: i32) -> Result<(), MonitorError> {
+    let mut attempt = 0;
+    loop {
+        let result = match MonitorClient::connect(socket).await {
+            Ok(mut client) => client.signal(signal).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(MonitorError::Gone { ref source, .. })
+                if attempt < 3 && source.kind() != std::io::ErrorKind::NotFound =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

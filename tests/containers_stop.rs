@@ -1,4 +1,5 @@
-//! StopContainer and RemoveContainer through CRI with busybox containers: the stop signal (the
+//! StopContainer and RemoveContainer through CRI with busybox containers: processes start with
+//! default signal actions (also when the daemon ignores SIGHUP), the stop signal (the
 //! CRI's, the image's STOPSIGNAL, SIGTERM), SIGKILL after the timeout, every process of the
 //! container ended (own and shared pid namespaces), idempotent removal. Needs root.
 
@@ -25,6 +26,58 @@ async fn wait_ready(pod: &Pod, name: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{name} never printed ready: {:?}", pod.log(name));
+}
+
+/// `SigIgn` and `SigBlk` of the shell, printed by a script.
+const SIGNAL_STATE: &str = "grep -E '^Sig(Ign|Blk)' /proc/$$/status";
+
+fn assert_default_signal_state(text: &str, who: &str) {
+    let field = |key| {
+        let value = support::cri::status_field(text, key)
+            .unwrap_or_else(|| panic!("{who}: no {key} in {text:?}"));
+        u64::from_str_radix(value, 16).unwrap_or_else(|e| panic!("{who}: {key}: {e}"))
+    };
+    assert_eq!(field("SigBlk"), 0, "{who}: {text}");
+    // Like bash, ash ignores SIGQUIT itself; nothing else may be ignored.
+    let sigquit = 1u64 << (libc::SIGQUIT - 1);
+    assert_eq!(field("SigIgn") & !sigquit, 0, "{who}: {text}");
+}
+
+/// The test daemon runs with SIGHUP ignored (as under `nohup`); neither a container nor an exec
+/// may inherit that, nor any blocked signal: the stop signal must reach the shell's trap.
+#[tokio::test(flavor = "multi_thread")]
+async fn container_and_exec_processes_start_with_default_signal_actions() {
+    let env = Env::shared();
+    let image = env.busybox();
+    env.pull(&image).await;
+    let pod = Pod::start(&env.daemon, Default::default()).await;
+    let id = pod
+        .launch(pod.sh(
+            "sigstate",
+            &image,
+            &format!("{SIGNAL_STATE}; echo ready; while true; do sleep 0.1; done"),
+        ))
+        .await;
+    wait_ready(&pod, "sigstate").await;
+    assert_default_signal_state(
+        &support::cri::stream(&pod.log("sigstate"), "stdout"),
+        "container",
+    );
+    let ran = env
+        .daemon
+        .runtime()
+        .await
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), SIGNAL_STATE.into()],
+            timeout: 10,
+        })
+        .await
+        .expect("exec_sync")
+        .into_inner();
+    assert_eq!(ran.exit_code, 0, "{ran:?}");
+    assert_default_signal_state(&String::from_utf8_lossy(&ran.stdout), "exec");
+    pod.stop(&id, 0).await.expect("stop");
 }
 
 #[tokio::test(flavor = "multi_thread")]

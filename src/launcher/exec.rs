@@ -244,11 +244,9 @@ fn child(plan: &ProcessPlan, filter: Option<&seccomp::Filter>, old_mask: &SigSet
             0,
         )
     };
-    // The Rust runtime ignores SIGPIPE, and an ignored signal stays ignored across execve:
-    // give the process the default action, as a shell would.
-    // SAFETY: setting a signal disposition to SIG_DFL installs no handler code.
-    let _ =
-        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
+    // The Rust runtime ignores SIGPIPE (and `nohup` SIGHUP); an ignored signal stays ignored
+    // across execve: give the process the default actions, as a shell would.
+    super::process::restore_ignored_signals();
     if sigprocmask(SigmaskHow::SIG_SETMASK, Some(old_mask), None).is_err() {
         fail(
             Failure {

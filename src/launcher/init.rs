@@ -393,6 +393,14 @@ pub(crate) fn child_main(
         _ => exit(1),
     }
     let _ = nix::unistd::setsid();
+    // Whatever process cloned us (monitor or template), the container starts with no signal
+    // blocked and none ignored.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    process::restore_ignored_signals();
     if let Err(f) = setup(&RealSys, plan) {
         report(chan, &f.step, f.message);
         exit(1);

@@ -38,6 +38,7 @@ mod init;
 mod mount_plan;
 mod mounts;
 mod process;
+pub(crate) use process::restore_ignored_signals;
 mod rootfs_path;
 mod seccomp;
 mod sys;

@@ -367,6 +367,55 @@ fn home_of(passwd: &str, uid: u32) -> Option<&str> {
     })
 }
 
+/// Gives every ignored signal its default action back. An ignored disposition survives
+/// `execve` (a handler does not), and a POSIX shell cannot even `trap` a signal that was ignored
+/// when it started: a daemon run under `nohup` (SIGHUP ignored) or the Rust runtime (SIGPIPE
+/// ignored) must not pass that on to the container's processes. Async-signal-safe.
+///
+/// The raw `rt_sigaction` system call, not libc's wrapper: glibc refuses its reserved signals
+/// 32 and 33, which a parent may have ignored all the same.
+pub(crate) fn restore_ignored_signals() {
+    /// The kernel's `struct sigaction` (x86_64 and aarch64 both have `sa_restorer`).
+    #[repr(C)]
+    #[derive(Default)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    const MASK_SIZE: usize = std::mem::size_of::<u64>();
+    // SIGKILL and SIGSTOP cannot be ignored; the kernel refuses to change them anyway.
+    for signal in (1..=64).filter(|s| *s != libc::SIGKILL && *s != libc::SIGSTOP) {
+        let mut old = KernelSigaction::default();
+        // SAFETY: rt_sigaction with a null new action only writes the current one into `old`,
+        // a struct of the kernel's layout owned by this frame.
+        let read = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                std::ptr::null::<KernelSigaction>(),
+                &mut old as *mut KernelSigaction,
+                MASK_SIZE,
+            )
+        };
+        if read != 0 || old.handler != libc::SIG_IGN {
+            continue;
+        }
+        let default = KernelSigaction::default(); // SIG_DFL is 0
+        // SAFETY: installs SIG_DFL (no handler code) from a struct owned by this frame.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                MASK_SIZE,
+            )
+        };
+    }
+}
+
 /// execve(2); returns only on failure, with the text after `exec: `.
 pub(crate) fn execve(plan: &ProcessPlan, exe: &CString) -> String {
     let env = exec_env(plan);

@@ -68,13 +68,12 @@ pub(crate) fn report(line: &str) {
     let _ = redirect(1, Path::new("/dev/null"), true);
 }
 
-/// Unblocks every signal and restores the default action of SIGPIPE, which the Rust runtime
-/// ignores: dispositions set to "ignore" and the mask survive `execve` into the container.
+/// Unblocks every signal and restores the default action of every ignored one (SIGPIPE, which
+/// the Rust runtime ignores; SIGHUP under `nohup`): dispositions set to "ignore" and the mask
+/// survive `execve` into the container.
 pub(crate) fn reset_signals() -> io::Result<()> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from)?;
-    // SAFETY: restores a default disposition; no handler code is involved.
-    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
-        .map_err(io::Error::from)?;
+    crate::launcher::restore_ignored_signals();
     Ok(())
 }
 

@@ -82,7 +82,9 @@ impl PodNamespaces {
             host_network: network == Some(cri::NamespaceMode::Node),
             host_ipc: ipc == Some(cri::NamespaceMode::Node),
             host_pid: pid == Some(cri::NamespaceMode::Node),
-            shared_pid: pid == Some(cri::NamespaceMode::Pod),
+            // Absent options mean the proto's default, POD: containers without options of
+            // their own join the pod's pid namespace (as containerd does too).
+            shared_pid: pid.unwrap_or(cri::NamespaceMode::Pod) == cri::NamespaceMode::Pod,
         }
     }
 }
@@ -662,5 +664,31 @@ mod tests {
     #[test]
     fn start_time_of_self_is_readable() {
         assert!(process_start_time(std::process::id() as i32).is_some());
+    }
+
+    #[test]
+    fn pid_mode_defaults_to_pod_like_the_proto() {
+        let with_pid = |pid: Option<cri::NamespaceMode>| cri::PodSandboxConfig {
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: pid.map(|pid| cri::NamespaceOption {
+                        pid: pid as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let of = |pid| {
+            let ns = PodNamespaces::of(&with_pid(pid));
+            (ns.shared_pid, ns.host_pid)
+        };
+        assert_eq!(of(None), (true, false));
+        assert!(PodNamespaces::of(&Default::default()).shared_pid);
+        assert_eq!(of(Some(cri::NamespaceMode::Pod)), (true, false));
+        assert_eq!(of(Some(cri::NamespaceMode::Container)), (false, false));
+        assert_eq!(of(Some(cri::NamespaceMode::Node)), (false, true));
     }
 }

@@ -3,6 +3,7 @@
 //! monitors and pod-init processes it started (found by an environment marker they inherit),
 //! every process in its cgroups, the cgroups, and every mount under its directory.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,7 +97,17 @@ impl Daemon {
             .append(true)
             .open(&self.log_path)
             .expect("daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        // As under `nohup`: strata must not pass an ignored SIGHUP on to containers (a shell
+        // there could not even trap it).
+        // SAFETY: signal(2) is async-signal-safe; it runs in the forked child before the exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                Ok(())
+            })
+        };
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)

@@ -191,3 +191,93 @@ async fn containers_survive_a_daemon_kill() {
         support::cri::tail(&env.daemon.log())
     );
 }
+
+/// The cgroup directories (every hierarchy) named `id`, below the daemon's cgroup parent.
+fn cgroup_dirs_named(parent: &str, id: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return found;
+    };
+    for hierarchy in hierarchies.flatten() {
+        let mut stack = vec![hierarchy.path().join(parent.trim_start_matches('/'))];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    if entry.file_name() == id {
+                        found.push(path.clone());
+                    }
+                    stack.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_naming(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_the_daemon_did_not_record_is_discarded_on_restart() {
+    let mut env = Env::new("");
+    let image = env.busybox();
+    env.pull(&image).await;
+    let pod = Pod::start(&env.daemon, Default::default()).await;
+    let config = pod.sh("unrecorded", &image, "sleep 3600");
+    let id = pod.create(config.clone()).await.unwrap();
+    let state = env.daemon.dir().join("state/c").join(&id);
+    let data = env.daemon.root().join("containers").join(&id);
+    let monitor_config = state.join("monitor.json").display().to_string();
+    assert!(state.is_dir() && data.is_dir());
+    assert!(!processes_naming(&monitor_config).is_empty(), "no monitor");
+    assert!(!cgroup_dirs_named(&env.daemon.cgroup_parent, &id).is_empty());
+
+    // As if the daemon had died after launching the monitor, before writing the record.
+    env.daemon.kill();
+    {
+        let store = strata::store::Store::open(&env.daemon.root().join("meta.db")).unwrap();
+        store.write(|t| t.delete_container(&id)).unwrap();
+    }
+    env.daemon.restart();
+
+    let log = env.daemon.log();
+    assert!(
+        !state.exists() && !data.exists(),
+        "files left\n{}",
+        support::cri::tail(&log)
+    );
+    assert!(
+        log.contains("discarded a container"),
+        "{}",
+        support::cri::tail(&log)
+    );
+    let cgroups = cgroup_dirs_named(&env.daemon.cgroup_parent, &id);
+    assert!(cgroups.is_empty(), "{cgroups:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !processes_naming(&monitor_config).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        processes_naming(&monitor_config).is_empty(),
+        "monitor still runs"
+    );
+    // kubelet creates the container again, under the same name, and it runs.
+    let again = pod.launch(config).await;
+    assert_eq!(pod.status(&again).await.state, RUNNING);
+}

@@ -722,3 +722,177 @@ async fn check_after_a_restart_reports_a_broken_pod_network() {
     assert!(reported(&log, &broken.id), "{}", tail(&log));
     assert!(!reported(&log, &healthy.id), "{}", tail(&log));
 }
+
+/// SIGKILLs a process this test knows of, on drop.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: kill(2) has no memory-safety implications.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+fn mounted_below(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn pod_dirs(env: &Env) -> Vec<PathBuf> {
+    std::fs::read_dir(env.daemon.dir().join("state/pods"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until `done` holds (up to 30 s); returns whether it did.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_pod_sandbox_cut_short_by_a_crash_is_undone_on_restart() {
+    let net = TestNet::new(8, false);
+    // The last plugin hangs in ADD once the bridge has taken an address: the daemon is killed
+    // then, between ADD and the pod's record.
+    let marker = net.dir.path().join("hanging");
+    let hang = net.bin_dir().join("hang-add");
+    std::fs::write(
+        &hang,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then echo $$ > {m}.tmp; \
+             mv {m}.tmp {m}; exec sleep 60; fi\n",
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let conf_path = net.conf_dir().join("10-test.conflist");
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&conf_path).unwrap()).unwrap();
+    let mut hanging = original.clone();
+    hanging["plugins"][1] = serde_json::json!({"type": "hang-add"});
+    net.write_conf(&hanging);
+    let mut env = Env::new(&net.toml());
+    let mut config = pod_config("interrupted");
+    config.metadata = Some(cri::PodSandboxMetadata {
+        name: unique("interrupted"),
+        uid: unique("uid"),
+        namespace: "default".into(),
+        attempt: 0,
+    });
+    let mut rt = env.daemon.runtime().await;
+    let request = cri::RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: String::new(),
+    };
+    let pending = tokio::spawn(async move { rt.run_pod_sandbox(request).await });
+    assert!(
+        eventually(|| marker.exists()).await,
+        "ADD never reached the last plugin:\n{}",
+        tail(&env.daemon.log())
+    );
+    let _sleeper = KillOnDrop(
+        std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    let dirs = pod_dirs(&env);
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let dir = dirs[0].clone();
+    assert_eq!(net.allocated().len(), 1);
+    assert!(!mounted_below(&dir).is_empty());
+    let init = strata::podinit::find_by_pod_dir(&dir);
+    assert!(!init.is_empty(), "no pod-init names {}", dir.display());
+
+    env.daemon.kill();
+    assert!(pending.await.unwrap().is_err());
+    drop(_sleeper);
+    net.write_conf(&original);
+    env.daemon.restart();
+
+    let undone = eventually(|| net.allocated().is_empty() && pod_dirs(&env).is_empty()).await;
+    let log = env.daemon.log();
+    assert!(
+        undone,
+        "left after the restart: addresses {:?}, dirs {:?}\n{}",
+        net.allocated(),
+        pod_dirs(&env),
+        tail(&log)
+    );
+    assert!(log.contains("undid a RunPodSandbox"), "{}", tail(&log));
+    assert!(mounted_below(&dir).is_empty(), "{:?}", mounted_below(&dir));
+    assert!(
+        eventually(|| strata::podinit::find_by_pod_dir(&dir).is_empty()).await,
+        "pod-init {init:?} still runs"
+    );
+    assert_no_pods(&env).await;
+    // kubelet's retry, with the same name, gets a pod.
+    let pod = Pod::start(&env.daemon, config).await;
+    assert!(!pod_ip(&pod).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_directory_no_record_names_is_removed_with_its_pod_init_on_restart() {
+    let mut env = Env::new("");
+    env.daemon.kill();
+    // What a daemon killed right after starting pod-init leaves: the pod's directory, pod-init
+    // and the pinned network namespace, and no record of any of them.
+    let dir = env
+        .daemon
+        .dir()
+        .join("state/pods")
+        .join(unique("unrecorded"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = strata::podinit::PodInitConfig {
+        new_net: true,
+        new_ipc: true,
+        new_uts: true,
+        new_pid: true,
+        ..Default::default()
+    };
+    let pid = strata::podinit::spawn(
+        Path::new(env!("CARGO_BIN_EXE_strata-monitor")),
+        &config,
+        &dir,
+    )
+    .await
+    .unwrap();
+    let _init = KillOnDrop(pid);
+    let pin = dir.join("netns");
+    let pinned = strata::network::netns::pin(pid, &pin);
+    if pinned.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    pinned.unwrap();
+    assert_eq!(strata::podinit::find_by_pod_dir(&dir), vec![pid]);
+
+    env.daemon.restart();
+    let gone = eventually(|| !dir.exists()).await;
+    if !gone {
+        let _ = strata::network::netns::unpin(&pin);
+    }
+    let log = env.daemon.log();
+    assert!(gone, "{} left\n{}", dir.display(), tail(&log));
+    assert!(mounted_below(&dir).is_empty(), "{:?}", mounted_below(&dir));
+    assert!(
+        eventually(|| strata::podinit::find_by_pod_dir(&dir).is_empty()).await,
+        "pod-init {pid} still runs"
+    );
+    assert!(log.contains("removed a pod directory"), "{}", tail(&log));
+}

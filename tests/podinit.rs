@@ -9,6 +9,16 @@ use strata::podinit::{PodInitConfig, spawn};
 // pod-init runs from the small strata-monitor executable, as the daemon starts it.
 const STRATA: &str = env!("CARGO_BIN_EXE_strata-monitor");
 
+/// The pod directory a pod-init is named by: unique per test, never created.
+fn pod_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::path::PathBuf::from(format!(
+        "/nonexistent/strata-podinit-test-{}-{n}",
+        std::process::id()
+    ))
+}
+
 /// A pod-init process, SIGKILLed on drop.
 struct PodInit(i32);
 
@@ -73,8 +83,14 @@ async fn new_namespaces_loopback_hostname_reaping_and_sigterm() {
         hostname: Some("strata-test-pod".to_owned()),
         userns: None,
     };
-    let pid = spawn(STRATA.as_ref(), &config).await.expect("pod-init");
+    let dir = pod_dir();
+    let pid = spawn(STRATA.as_ref(), &config, &dir)
+        .await
+        .expect("pod-init");
     let guard = PodInit(pid);
+    // A daemon that died before recording the pid finds it by the pod's directory.
+    assert_eq!(strata::podinit::find_by_pod_dir(&dir), vec![pid]);
+    assert!(strata::podinit::find_by_pod_dir(&pod_dir()).is_empty());
     let me = std::process::id().to_string();
     assert_ne!(stat_field(pid, 1), Some(me.clone()), "not our child");
     for name in ["net", "ipc", "uts", "pid"] {
@@ -118,7 +134,7 @@ async fn new_namespaces_loopback_hostname_reaping_and_sigterm() {
 
 #[tokio::test]
 async fn host_namespaces() {
-    let pid = spawn(STRATA.as_ref(), &PodInitConfig::default())
+    let pid = spawn(STRATA.as_ref(), &PodInitConfig::default(), &pod_dir())
         .await
         .expect("pod-init");
     let _guard = PodInit(pid);
@@ -144,7 +160,9 @@ async fn net_only_without_hostname() {
         new_net: true,
         ..PodInitConfig::default()
     };
-    let pid = spawn(STRATA.as_ref(), &config).await.expect("pod-init");
+    let pid = spawn(STRATA.as_ref(), &config, &pod_dir())
+        .await
+        .expect("pod-init");
     let _guard = PodInit(pid);
     let me = std::process::id().to_string();
     assert_ne!(ns(&pid.to_string(), "net"), ns(&me, "net"));
@@ -165,7 +183,9 @@ async fn bad_config_is_reported() {
         hostname: Some("x".repeat(100)),
         ..PodInitConfig::default()
     };
-    let err = spawn(STRATA.as_ref(), &config).await.unwrap_err();
+    let err = spawn(STRATA.as_ref(), &config, &pod_dir())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("sethostname"), "{err}");
 }
 
@@ -201,7 +221,9 @@ async fn user_namespace_first_and_owning_the_others() {
             gids: vec![(0, 100_000, 65_536), (65_536, 300_000, 10)],
         }),
     };
-    let pid = spawn(STRATA.as_ref(), &config).await.expect("pod-init");
+    let pid = spawn(STRATA.as_ref(), &config, &pod_dir())
+        .await
+        .expect("pod-init");
     let _guard = PodInit(pid);
     let words = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
     let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();

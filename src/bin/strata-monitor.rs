@@ -21,12 +21,18 @@ fn main() {
         [sub, flag, path] if sub == "pod-init" && flag == "--config" => {
             strata::podinit::pod_init_main(&PathBuf::from(path))
         }
+        // `--pod-dir` only names the pod in the process list (see podinit::spawn).
+        [sub, flag, path, tag, _]
+            if sub == "pod-init" && flag == "--config" && tag == "--pod-dir" =>
+        {
+            strata::podinit::pod_init_main(&PathBuf::from(path))
+        }
         [sub, flag, path] if sub == "exec" && flag == "--config" => {
             strata::launcher::exec_main(&PathBuf::from(path))
         }
         _ => {
             eprintln!(
-                "usage: strata-monitor [pod-init|exec] --config PATH (spawned by the strata daemon)"
+                "usage: strata-monitor [pod-init|exec] --config PATH [--pod-dir DIR] (spawned by the strata daemon)"
             );
             std::process::exit(2);
         }

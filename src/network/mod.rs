@@ -144,9 +144,9 @@ impl Network {
         Ok(())
     }
 
-    /// CNI ADD of the pod (sandbox `id`, network namespace at `netns`). On failure everything
-    /// ADD may have made is deleted again (DEL) before the error returns.
-    pub async fn add(
+    /// What CNI ADD of the pod (sandbox `id`, network namespace at `netns`) will run with,
+    /// before it runs: recorded first, so DEL can undo an ADD the daemon did not live to record.
+    pub fn attachment(
         &self,
         id: &str,
         netns: &Path,
@@ -161,7 +161,7 @@ impl Network {
             ("K8S_POD_INFRA_CONTAINER_ID".to_owned(), id.to_owned()),
             ("K8S_POD_UID".to_owned(), meta.uid),
         ];
-        let mut attachment = Attachment {
+        Ok(Attachment {
             network: list.name.clone(),
             cni_version: list.cni_version.clone(),
             plugins: list.plugins.clone(),
@@ -172,14 +172,19 @@ impl Network {
             args,
             capabilities: capabilities::of_pod(config, &self.pod_cidr()),
             result: Value::Null,
-        };
+        })
+    }
+
+    /// CNI ADD of a prepared [`Self::attachment`]; returns it with the result. On failure
+    /// everything ADD may have made is deleted again (DEL) before the error returns.
+    pub async fn add(&self, mut attachment: Attachment) -> Result<Attachment, NetworkError> {
         let mut prev = Value::Null;
         for plugin in &attachment.plugins {
             match self.run(&attachment, plugin, "ADD", &prev).await {
                 Ok(result) => prev = result,
                 Err(message) => {
                     if let Err(cleanup) = self.del(&attachment).await {
-                        tracing::warn!(pod = id, error = %cleanup, "cleaning up after a failed CNI ADD");
+                        tracing::warn!(pod = %attachment.container_id, error = %cleanup, "cleaning up after a failed CNI ADD");
                     }
                     return Err(NetworkError::Plugin {
                         network: attachment.network.clone(),

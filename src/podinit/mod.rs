@@ -74,9 +74,22 @@ impl Classify for PodInitError {
 /// `strata-monitor`: pod-init lives as long as its pod, so it runs from the small executable,
 /// see src/bin/strata-monitor.rs); returns the host pid of the
 /// process holding the namespaces once they are ready. That process is not our child.
-pub async fn spawn(binary: &Path, config: &PodInitConfig) -> Result<i32, PodInitError> {
+///
+/// `pod_dir` goes on the command line only to name the pod: a daemon that dies before it has
+/// recorded the pid finds its pod-init there on restart ([`find_by_pod_dir`]).
+pub async fn spawn(
+    binary: &Path,
+    config: &PodInitConfig,
+    pod_dir: &Path,
+) -> Result<i32, PodInitError> {
     let json = serde_json::to_vec(config).map_err(|e| PodInitError::Failed(e.to_string()))?;
-    let args = ["pod-init".as_ref(), "--config".as_ref(), "-".as_ref()];
+    let args = [
+        "pod-init".as_ref(),
+        "--config".as_ref(),
+        "-".as_ref(),
+        "--pod-dir".as_ref(),
+        pod_dir.as_os_str(),
+    ];
     let line = run_helper(binary, &args, Some(&json))
         .await
         .map_err(|source| PodInitError::Io {
@@ -90,6 +103,28 @@ pub async fn spawn(binary: &Path, config: &PodInitConfig) -> Result<i32, PodInit
     parse_report::<Pid>(&line, "ready")
         .map(|p| p.pid)
         .map_err(PodInitError::Failed)
+}
+
+/// The pod-init processes spawned for `pod_dir` that still run (a pod-init that forked for a
+/// new pid namespace leaves its child, which keeps the command line).
+pub fn find_by_pod_dir(pod_dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let wanted = pod_dir.as_os_str().as_encoded_bytes();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.get(1) == Some(&b"pod-init".as_slice())
+                    && args
+                        .windows(2)
+                        .any(|w| w[0] == b"--pod-dir" && w[1] == wanted)
+            })
+        })
+        .collect()
 }
 
 /// The `strata pod-init --config FILE|-` entry point. Must run before any other thread exists.

@@ -93,13 +93,13 @@ fn container_name_key(pod_id: &str, meta: &cri::ContainerMetadata) -> String {
 }
 
 /// Where a container's processes and files live.
-struct Paths {
+pub(super) struct Paths {
     state: PathBuf,
     data: PathBuf,
 }
 
 impl Paths {
-    fn socket(&self) -> PathBuf {
+    pub(super) fn socket(&self) -> PathBuf {
         self.state.join("m.sock")
     }
     fn exit_file(&self) -> PathBuf {
@@ -117,7 +117,7 @@ impl Paths {
 }
 
 impl Runtime {
-    fn paths(&self, id: &str) -> Paths {
+    pub(super) fn paths(&self, id: &str) -> Paths {
         Paths {
             state: self.container_state_dir(id),
             data: self.container_data_dir(id),
@@ -469,7 +469,7 @@ impl Runtime {
     }
 
     /// Best-effort removal of whatever a failed or removed container left.
-    fn discard(&self, paths: &Paths, cgroup_path: &str) {
+    pub(super) fn discard(&self, paths: &Paths, cgroup_path: &str) {
         super::image_volumes::unmount_image_volumes(&paths.state);
         self.release_oci_runtime(paths);
         if let Ok(cg) = Cgroup::open(cgroup_path) {
@@ -1067,7 +1067,7 @@ pub fn signal_number(name: &str) -> Option<i32> {
 
 /// Sends the stop signal through the monitor. A connection refused under load is retried a
 /// few times: a lost stop signal would cost the container its whole grace period.
-async fn send_stop_signal(socket: &Path, signal: i32) -> Result<(), MonitorError> {
+pub(super) async fn send_stop_signal(socket: &Path, signal: i32) -> Result<(), MonitorError> {
     let mut attempt = 0;
     loop {
         let result = match MonitorClient::connect(socket).await {

@@ -5,6 +5,7 @@
 
 mod clone_mntns;
 mod container;
+mod container_orphans;
 pub mod events;
 pub mod exec;
 pub mod handlers;
@@ -12,6 +13,7 @@ mod image_volumes;
 mod interactive;
 mod names;
 mod pod;
+mod pod_builds;
 pub mod pod_files;
 mod termination;
 
@@ -177,7 +179,9 @@ impl Runtime {
     /// handled on its own; one that cannot be reconciled is logged, not fatal.
     pub async fn recover(self: &Arc<Self>) -> Result<(), RecoverError> {
         self.recover_pods()?;
+        self.undo_interrupted_pod_builds()?;
         self.recover_containers().await?;
+        self.discard_unrecorded_containers().await?;
         self.check_pod_networks();
         Ok(())
     }

@@ -10,7 +10,7 @@ use super::pod_files::{PodFiles, PodFilesError};
 use super::{Runtime, labels_match, names, new_id, now_nanos};
 use crate::cri::v1 as cri;
 use crate::error::{Classify, ErrorKind};
-use crate::store::{PodRecord, PodState, StoreError};
+use crate::store::{PodBuild, PodRecord, PodState, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
@@ -184,6 +184,7 @@ impl Runtime {
         // What exists so far, for the cleanup of a failed build.
         let mut init: Option<(i32, u64)> = None;
         let mut attachment: Option<crate::network::Attachment> = None;
+        let mut building = false;
         let result = async {
             let userns = crate::spec::pod_userns_maps(&config)
                 .map_err(|e| PodError::InvalidArgument(e.to_string()))?;
@@ -217,31 +218,53 @@ impl Runtime {
                 hostname,
                 userns: userns.map(|(uids, gids)| crate::podinit::UsernsMaps { uids, gids }),
             };
-            let pid = crate::podinit::spawn(&self.monitor_binary, &init_config).await?;
+            let pid = crate::podinit::spawn(&self.monitor_binary, &init_config, &files.dir).await?;
             let start_time = process_start_time(pid).unwrap_or_default();
             init = Some((pid, start_time));
             let mut netns_path = String::new();
             let mut ips = Vec::new();
+            let mut prepared = None;
             if !ns.host_network {
                 let pin = files.netns();
                 crate::network::netns::pin(pid, &pin).map_err(|source| PodError::Netns {
                     path: pin.clone(),
                     source,
                 })?;
-                let added = self
-                    .network
-                    .add(&id, &pin, &config)
-                    .await
-                    .map_err(|source| PodError::Network {
-                        id: id.clone(),
-                        source,
-                    })?;
+                netns_path = pin.display().to_string();
+                prepared = Some(
+                    self.network
+                        .attachment(&id, &pin, &config)
+                        .map_err(|source| PodError::Network {
+                            id: id.clone(),
+                            source,
+                        })?,
+                );
+            }
+            // From here on a crash leaves something only a record can undo (an address taken
+            // by CNI ADD above all): the restarted daemon finds this and undoes the build.
+            self.store.write(|t| {
+                t.put_pod_build(&PodBuild {
+                    id: id.clone(),
+                    init_pid: pid,
+                    init_start_time: start_time,
+                    network: prepared.clone(),
+                })
+            })?;
+            building = true;
+            if let Some(prepared) = prepared {
+                let added =
+                    self.network
+                        .add(prepared)
+                        .await
+                        .map_err(|source| PodError::Network {
+                            id: id.clone(),
+                            source,
+                        })?;
                 ips = added.ips();
                 attachment = Some(added);
                 if let Some(ip) = ips.first() {
                     files.add_pod_ip(ip)?;
                 }
-                netns_path = pin.display().to_string();
             }
             let cgroup_parent = config
                 .linux
@@ -261,7 +284,10 @@ impl Runtime {
                 cgroup_parent,
                 network: attachment.clone(),
             };
-            self.store.write(|t| t.put_pod(&record))?;
+            self.store.write(|t| {
+                t.put_pod(&record)?;
+                t.delete_pod_build(&record.id)
+            })?;
             Ok::<_, PodError>(())
         }
         .await;
@@ -277,6 +303,9 @@ impl Runtime {
             }
             let _ = crate::network::netns::unpin(&files.netns());
             let _ = files.remove();
+            if building && let Err(forget) = self.store.write(|t| t.delete_pod_build(&id)) {
+                tracing::warn!(pod = %id, error = %forget, "forgetting a failed RunPodSandbox; the next start undoes it again");
+            }
             return Err(e);
         }
         tracing::info!(pod = %id, "pod sandbox ready");
@@ -630,7 +659,7 @@ async fn kill_pod_init(pod: &PodRecord) {
 
 /// SIGKILLs pod-init `pid` (if it is still the process started at `start_time`) and waits
 /// (up to about 2 s) for it to be gone.
-async fn kill_init(pid: i32, start_time: u64) {
+pub(super) async fn kill_init(pid: i32, start_time: u64) {
     let alive = || pid > 0 && process_start_time(pid) == Some(start_time) && !is_zombie(pid);
     if alive() {
         let _ = nix::sys::signal::kill(

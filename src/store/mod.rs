@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use records::{
-    ContainerRecord, ContainerState, ExitInfo, ImageRecord, LayerRecord, PodRecord, PodState,
-    ProcessUser,
+    ContainerRecord, ContainerState, ExitInfo, ImageRecord, LayerRecord, PodBuild, PodRecord,
+    PodState, ProcessUser,
 };
 
 use crate::error::{Classify, ErrorKind};
@@ -31,6 +31,9 @@ const NAMES: TableDefinition<&str, &str> = TableDefinition::new("names");
 const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("layers");
 /// Pod sandbox id -> JSON [`PodRecord`].
 const PODS: TableDefinition<&str, &[u8]> = TableDefinition::new("pods");
+/// Pod sandbox id -> JSON [`PodBuild`]: a RunPodSandbox in progress, so that a daemon that dies
+/// halfway can undo on restart what the build had made (CNI ADD, pod-init, the pinned netns).
+const POD_BUILDS: TableDefinition<&str, &[u8]> = TableDefinition::new("pod_builds");
 /// Container id -> JSON [`ContainerRecord`].
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
 
@@ -117,6 +120,7 @@ impl Store {
             txn.open_table(NAMES)?;
             txn.open_table(LAYERS)?;
             txn.open_table(PODS)?;
+            txn.open_table(POD_BUILDS)?;
             txn.open_table(CONTAINERS)?;
         }
         txn.commit()?;
@@ -232,6 +236,16 @@ macro_rules! getters {
             Ok(out)
         }
 
+        pub fn pod_builds(&self) -> Result<Vec<PodBuild>> {
+            let t = self.txn.open_table(POD_BUILDS)?;
+            let mut out = Vec::new();
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                out.push(decode(k.value(), v.value())?);
+            }
+            Ok(out)
+        }
+
         pub fn container(&self, id: &str) -> Result<Option<ContainerRecord>> {
             let t = self.txn.open_table(CONTAINERS)?;
             let v = t.get(id)?;
@@ -314,6 +328,19 @@ impl WriteTxn<'_> {
 
     pub fn delete_pod(&mut self, id: &str) -> Result<()> {
         self.txn.open_table(PODS)?.remove(id)?;
+        Ok(())
+    }
+
+    pub fn put_pod_build(&mut self, build: &PodBuild) -> Result<()> {
+        let bytes = encode(&build.id, build)?;
+        self.txn
+            .open_table(POD_BUILDS)?
+            .insert(build.id.as_str(), bytes.as_slice())?;
+        Ok(())
+    }
+
+    pub fn delete_pod_build(&mut self, id: &str) -> Result<()> {
+        self.txn.open_table(POD_BUILDS)?.remove(id)?;
         Ok(())
     }
 

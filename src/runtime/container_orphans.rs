@@ -1,0 +1,98 @@
+//! Containers the daemon did not live to record.
+//!
+//! CreateContainer makes the container's directories, its cgroup and its monitor (with the
+//! init waiting for StartContainer) before it writes the container's record. A daemon killed in
+//! between leaves all of that behind, for a container kubelet never got an id for and would
+//! create again. On start, before serving, the daemon discards every container directory no
+//! record names: the processes in its cgroup (the monitor exits with its init), the cgroup, the
+//! image volumes mounted for it, and the files.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+
+use super::Runtime;
+use super::container::{ContainerError, send_stop_signal};
+use crate::cgroups::Cgroup;
+
+impl Runtime {
+    pub(super) async fn discard_unrecorded_containers(&self) -> Result<(), ContainerError> {
+        let read = self.store.read()?;
+        let known: HashSet<String> = read.containers()?.into_iter().map(|c| c.id).collect();
+        let pods = read.pods()?;
+        drop(read);
+        let mut unknown = BTreeSet::new();
+        for dir in [self.state_dir.join("c"), self.containers_dir()] {
+            unknown.extend(unknown_dirs(&dir, &known));
+        }
+        for id in unknown {
+            // Its cgroup lies under the parent of one of the pods (the pod is not recorded
+            // either when the daemon died building both; then no cgroup was made).
+            let cgroup_path = pods
+                .iter()
+                .map(|pod| format!("{}/{id}", self.pod_cgroup_parent(pod).trim_end_matches('/')))
+                .find(|path| {
+                    Cgroup::open(path).is_ok_and(|cg| cg.dirs().iter().any(|d| d.exists()))
+                })
+                .unwrap_or_default();
+            let paths = self.paths(&id);
+            end_processes(&paths.socket(), &cgroup_path).await;
+            self.discard(&paths, &cgroup_path);
+            tracing::warn!(
+                container = %id,
+                cgroup = %cgroup_path,
+                "discarded a container the daemon did not live to record (CreateContainer was cut short)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Kills the container's init (through its monitor, and every process of its cgroup), then
+/// waits for the monitor to have written its exit file and gone: it writes into the directory
+/// about to be removed.
+async fn end_processes(socket: &Path, cgroup_path: &str) {
+    if socket.exists() {
+        let _ = send_stop_signal(socket, libc::SIGKILL).await;
+    }
+    if let Ok(cg) = Cgroup::open(cgroup_path) {
+        let _ = cg.kill_all();
+    }
+    // The monitor unlinks its socket once the exit file is written.
+    let deadline = std::time::Instant::now() + MONITOR_EXIT_WAIT;
+    while socket.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// How long a monitor may take to record its container's exit.
+const MONITOR_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The subdirectories of `dir` whose names are not in `known`.
+fn unknown_dirs(dir: &Path, known: &HashSet<String>) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !known.contains(name))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_directories_no_record_names_are_unknown() {
+        let root = tempfile::tempdir().unwrap();
+        for name in ["recorded", "orphan"] {
+            std::fs::create_dir(root.path().join(name)).unwrap();
+        }
+        std::fs::write(root.path().join("stray-file"), b"").unwrap();
+        let known: HashSet<String> = ["recorded"].map(String::from).into();
+        assert_eq!(unknown_dirs(root.path(), &known), vec!["orphan".to_owned()]);
+        assert!(unknown_dirs(&root.path().join("missing"), &known).is_empty());
+    }
+}

@@ -184,7 +184,8 @@ impl Runtime {
         // What exists so far, for the cleanup of a failed build.
         let mut init: Option<(i32, u64)> = None;
         let mut attachment: Option<crate::network::Attachment> = None;
-        let mut building = false;
+        // Set once the PodBuild record is written: what ADD runs with.
+        let mut building: Option<Option<crate::network::Attachment>> = None;
         let result = async {
             let userns = crate::spec::pod_userns_maps(&config)
                 .map_err(|e| PodError::InvalidArgument(e.to_string()))?;
@@ -250,7 +251,7 @@ impl Runtime {
                     network: prepared.clone(),
                 })
             })?;
-            building = true;
+            building = Some(prepared.clone());
             if let Some(prepared) = prepared {
                 let added =
                     self.network
@@ -293,17 +294,25 @@ impl Runtime {
         .await;
         if let Err(e) = result {
             // Leave nothing behind: the network, pod-init (and with it the namespaces), files.
-            if let Some(a) = &attachment
+            // DEL runs even after a failed ADD (which tried one already): if it fails, the
+            // PodBuild record stays, and the next start tries again.
+            let planned = building.as_ref().and_then(Option::as_ref);
+            let mut network_left = false;
+            if let Some(a) = attachment.as_ref().or(planned)
                 && let Err(del) = self.network.del(a).await
             {
-                tracing::warn!(pod = %id, error = %del, "CNI DEL after a failed RunPodSandbox");
+                tracing::warn!(pod = %id, error = %del, "CNI DEL after a failed RunPodSandbox; retried at the next start");
+                network_left = true;
             }
             if let Some((pid, start_time)) = init {
                 kill_init(pid, start_time).await;
             }
             let _ = crate::network::netns::unpin(&files.netns());
             let _ = files.remove();
-            if building && let Err(forget) = self.store.write(|t| t.delete_pod_build(&id)) {
+            if building.is_some()
+                && !network_left
+                && let Err(forget) = self.store.write(|t| t.delete_pod_build(&id))
+            {
                 tracing::warn!(pod = %id, error = %forget, "forgetting a failed RunPodSandbox; the next start undoes it again");
             }
             return Err(e);

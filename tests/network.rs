@@ -826,7 +826,12 @@ async fn a_run_pod_sandbox_cut_short_by_a_crash_is_undone_on_restart() {
     net.write_conf(&original);
     env.daemon.restart();
 
-    let undone = eventually(|| net.allocated().is_empty() && pod_dirs(&env).is_empty()).await;
+    let undone = eventually(|| {
+        net.allocated().is_empty()
+            && pod_dirs(&env).is_empty()
+            && env.daemon.log().contains("undid a RunPodSandbox")
+    })
+    .await;
     let log = env.daemon.log();
     assert!(
         undone,
@@ -884,7 +889,8 @@ async fn a_pod_directory_no_record_names_is_removed_with_its_pod_init_on_restart
     assert!(strata::podinit::find_by_pod_dir(&dir).contains(&pid));
 
     env.daemon.restart();
-    let gone = eventually(|| !dir.exists()).await;
+    let gone =
+        eventually(|| !dir.exists() && env.daemon.log().contains("removed a pod directory")).await;
     if !gone {
         let _ = strata::network::netns::unpin(&pin);
     }
@@ -955,8 +961,13 @@ async fn a_failed_add_whose_del_fails_too_is_undone_at_the_next_start() {
 
     std::fs::remove_file(&refuse).unwrap();
     env.daemon.restart();
-    let freed = eventually(|| net.allocated().is_empty()).await;
+    // The warning comes last, once the record is gone too.
+    let undone = eventually(|| env.daemon.log().contains("undid a RunPodSandbox")).await;
     let log = env.daemon.log();
-    assert!(freed, "{:?} still taken\n{}", net.allocated(), tail(&log));
-    assert!(log.contains("undid a RunPodSandbox"), "{}", tail(&log));
+    assert!(undone, "{}", tail(&log));
+    assert!(
+        net.allocated().is_empty(),
+        "{:?} still taken",
+        net.allocated()
+    );
 }

@@ -51,15 +51,14 @@ impl Runtime {
 /// waits for the monitor to have written its exit file and gone: it writes into the directory
 /// about to be removed.
 async fn end_processes(socket: &Path, cgroup_path: &str) {
-    if socket.exists() {
-        let _ = send_stop_signal(socket, libc::SIGKILL).await;
-    }
+    // A stale socket (its monitor died too) refuses the signal: then there is nothing to wait for.
+    let monitor_alive = socket.exists() && send_stop_signal(socket, libc::SIGKILL).await.is_ok();
     if let Ok(cg) = Cgroup::open(cgroup_path) {
         let _ = cg.kill_all();
     }
     // The monitor unlinks its socket once the exit file is written.
     let deadline = std::time::Instant::now() + MONITOR_EXIT_WAIT;
-    while socket.exists() && std::time::Instant::now() < deadline {
+    while monitor_alive && socket.exists() && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use strata::cri::v1 as cri;
-use support::cri::{Env, LogLine, Pod, stream};
+use support::cri::{Env, LogLine, Pod, cgroup_dirs, stream};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -192,32 +192,6 @@ async fn containers_survive_a_daemon_kill() {
     );
 }
 
-/// The cgroup directories (every hierarchy) named `id`, below the daemon's cgroup parent.
-fn cgroup_dirs_named(parent: &str, id: &str) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return found;
-    };
-    for hierarchy in hierarchies.flatten() {
-        let mut stack = vec![hierarchy.path().join(parent.trim_start_matches('/'))];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    if entry.file_name() == id {
-                        found.push(path.clone());
-                    }
-                    stack.push(path);
-                }
-            }
-        }
-    }
-    found
-}
-
 /// Processes whose command line mentions `needle`.
 fn processes_naming(needle: &str) -> Vec<i32> {
     std::fs::read_dir("/proc")
@@ -246,7 +220,9 @@ async fn a_container_the_daemon_did_not_record_is_discarded_on_restart() {
     let monitor_config = state.join("monitor.json").display().to_string();
     assert!(state.is_dir() && data.is_dir());
     assert!(!processes_naming(&monitor_config).is_empty(), "no monitor");
-    assert!(!cgroup_dirs_named(&env.daemon.cgroup_parent, &id).is_empty());
+    // Under the pod's cgroup, itself under the daemon's parent (the pod config names none).
+    let cgroup_path = format!("{}/{}/{id}", env.daemon.cgroup_parent, pod.id);
+    assert!(!cgroup_dirs(&cgroup_path).is_empty());
 
     // As if the daemon had died after launching the monitor, before writing the record.
     env.daemon.kill();
@@ -267,7 +243,7 @@ async fn a_container_the_daemon_did_not_record_is_discarded_on_restart() {
         "{}",
         support::cri::tail(&log)
     );
-    let cgroups = cgroup_dirs_named(&env.daemon.cgroup_parent, &id);
+    let cgroups = cgroup_dirs(&cgroup_path);
     assert!(cgroups.is_empty(), "{cgroups:?}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !processes_naming(&monitor_config).is_empty() && std::time::Instant::now() < deadline {

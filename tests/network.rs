@@ -139,14 +139,43 @@ impl TestNet {
 
     /// Replaces plugin `name` by a script that fails every call.
     fn break_plugin(&self, name: &str) {
-        let path = self.bin_dir().join(name);
-        std::fs::remove_file(&path).unwrap();
-        std::fs::write(
-            &path,
+        self.script_plugin(
+            name,
             "#!/bin/sh\necho '{\"cniVersion\":\"1.0.0\",\"code\":999,\"msg\":\"broken on purpose\"}'\nexit 1\n",
+        );
+    }
+
+    /// Installs (or replaces) plugin `name` as a shell script.
+    fn script_plugin(&self, name: &str, script: &str) {
+        let path = self.bin_dir().join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{e}"),
+            _ => {}
+        }
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Makes `plugin` the last one of the list, in place of portmap; returns the list before.
+    fn replace_last_plugin(&self, plugin: serde_json::Value) -> serde_json::Value {
+        let original: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.conf_dir().join("10-test.conflist")).unwrap(),
         )
         .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut conf = original.clone();
+        conf["plugins"][1] = plugin;
+        self.write_conf(&conf);
+        original
+    }
+
+    /// A last plugin that refuses ADD (and lets DEL succeed).
+    fn fail_add_last(&self) {
+        self.script_plugin(
+            "fail-add",
+            "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then \
+             echo '{\"cniVersion\":\"1.0.0\",\"code\":7,\"msg\":\"refusing ADD\"}'; exit 1; fi\n",
+        );
+        self.replace_last_plugin(serde_json::json!({"type": "fail-add"}));
     }
 
     /// The addresses host-local has handed out and not released.
@@ -281,6 +310,32 @@ fn pod_config(hostname: &str) -> cri::PodSandboxConfig {
         hostname: hostname.into(),
         ..Default::default()
     }
+}
+
+/// [`pod_config`] with metadata of a unique name, for calls made without [`Pod::start`].
+fn named_pod_config(name: &str) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: unique(name),
+            uid: unique("uid"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        ..pod_config(name)
+    }
+}
+
+/// RunPodSandbox that must fail; returns the error.
+async fn run_pod_sandbox_err(env: &Env, config: cri::PodSandboxConfig) -> tonic::Status {
+    env.daemon
+        .runtime()
+        .await
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err()
 }
 
 async fn pod_status(pod: &Pod) -> cri::PodSandboxStatus {
@@ -444,23 +499,7 @@ async fn network_ready_follows_the_config_and_host_network_pods_need_none() {
     assert!(cond.message.contains("no CNI network config"), "{cond:?}");
 
     // A pod on the pod network cannot start, and leaves nothing behind.
-    let mut config = pod_config("nonet");
-    config.metadata = Some(cri::PodSandboxMetadata {
-        name: unique("nonet"),
-        uid: unique("uid"),
-        namespace: "default".into(),
-        attempt: 0,
-    });
-    let err = env
-        .daemon
-        .runtime()
-        .await
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let err = run_pod_sandbox_err(&env, named_pod_config("nonet")).await;
     assert!(err.message().contains("network is not ready"), "{err:?}");
     assert_no_pods(&env).await;
 
@@ -541,37 +580,9 @@ async fn assert_no_pods(env: &Env) {
 async fn failed_add_is_undone_and_reported() {
     let net = TestNet::new(4, false);
     // A last plugin that fails ADD (and succeeds DEL): the bridge's work must be undone.
-    let fail = net.bin_dir().join("fail-add");
-    std::fs::write(
-        &fail,
-        "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then \
-         echo '{\"cniVersion\":\"1.0.0\",\"code\":7,\"msg\":\"refusing ADD\"}'; exit 1; fi\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fail, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut conf: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(net.conf_dir().join("10-test.conflist")).unwrap())
-            .unwrap();
-    conf["plugins"][1] = serde_json::json!({"type": "fail-add"});
-    net.write_conf(&conf);
+    net.fail_add_last();
     let env = Env::new(&net.toml());
-    let mut config = pod_config("failing");
-    config.metadata = Some(cri::PodSandboxMetadata {
-        name: unique("failing"),
-        uid: unique("uid"),
-        namespace: "default".into(),
-        attempt: 0,
-    });
-    let err = env
-        .daemon
-        .runtime()
-        .await
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let err = run_pod_sandbox_err(&env, named_pod_config("failing")).await;
     assert!(err.message().contains("refusing ADD"), "{err:?}");
     assert!(net.allocated().is_empty(), "{:?}", net.allocated());
     assert_no_pods(&env).await;
@@ -769,31 +780,17 @@ async fn a_run_pod_sandbox_cut_short_by_a_crash_is_undone_on_restart() {
     // The last plugin hangs in ADD once the bridge has taken an address: the daemon is killed
     // then, between ADD and the pod's record.
     let marker = net.dir.path().join("hanging");
-    let hang = net.bin_dir().join("hang-add");
-    std::fs::write(
-        &hang,
-        format!(
+    net.script_plugin(
+        "hang-add",
+        &format!(
             "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then echo $$ > {m}.tmp; \
              mv {m}.tmp {m}; exec sleep 60; fi\n",
             m = marker.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let conf_path = net.conf_dir().join("10-test.conflist");
-    let original: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&conf_path).unwrap()).unwrap();
-    let mut hanging = original.clone();
-    hanging["plugins"][1] = serde_json::json!({"type": "hang-add"});
-    net.write_conf(&hanging);
+    );
+    let original = net.replace_last_plugin(serde_json::json!({"type": "hang-add"}));
     let mut env = Env::new(&net.toml());
-    let mut config = pod_config("interrupted");
-    config.metadata = Some(cri::PodSandboxMetadata {
-        name: unique("interrupted"),
-        uid: unique("uid"),
-        namespace: "default".into(),
-        attempt: 0,
-    });
+    let config = named_pod_config("interrupted");
     let mut rt = env.daemon.runtime().await;
     let request = cri::RunPodSandboxRequest {
         config: Some(config.clone()),
@@ -910,50 +907,18 @@ async fn a_failed_add_whose_del_fails_too_is_undone_at_the_next_start() {
     // The bridge refuses DEL while `refuse-del` exists; the last plugin refuses ADD.
     let refuse = net.dir.path().join("refuse-del");
     std::fs::write(&refuse, b"").unwrap();
-    let bridge = net.bin_dir().join("bridge");
-    std::fs::remove_file(&bridge).unwrap();
-    std::fs::write(
-        &bridge,
-        format!(
+    net.script_plugin(
+        "bridge",
+        &format!(
             "#!/bin/sh\nif [ \"$CNI_COMMAND\" = DEL ] && [ -e {r} ]; then cat >/dev/null; \
              echo '{{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"DEL refused on purpose\"}}'; \
              exit 1; fi\nexec {PLUGINS}/bridge\n",
             r = refuse.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&bridge, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let fail = net.bin_dir().join("fail-add");
-    std::fs::write(
-        &fail,
-        "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then \
-         echo '{\"cniVersion\":\"1.0.0\",\"code\":7,\"msg\":\"refusing ADD\"}'; exit 1; fi\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fail, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut conf: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(net.conf_dir().join("10-test.conflist")).unwrap())
-            .unwrap();
-    conf["plugins"][1] = serde_json::json!({"type": "fail-add"});
-    net.write_conf(&conf);
+    );
+    net.fail_add_last();
     let mut env = Env::new(&net.toml());
-    let mut config = pod_config("undeletable");
-    config.metadata = Some(cri::PodSandboxMetadata {
-        name: unique("undeletable"),
-        uid: unique("uid"),
-        namespace: "default".into(),
-        attempt: 0,
-    });
-    let err = env
-        .daemon
-        .runtime()
-        .await
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let err = run_pod_sandbox_err(&env, named_pod_config("undeletable")).await;
     assert!(err.message().contains("refusing ADD"), "{err:?}");
     // The address stays taken for now; the pod itself is gone.
     assert_eq!(net.allocated().len(), 1);

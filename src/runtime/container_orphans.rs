@@ -10,8 +10,8 @@
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
-use super::Runtime;
 use super::container::{ContainerError, send_stop_signal};
+use super::{Runtime, unknown_subdirs};
 use crate::cgroups::Cgroup;
 
 impl Runtime {
@@ -22,7 +22,7 @@ impl Runtime {
         drop(read);
         let mut unknown = BTreeSet::new();
         for dir in [self.state_dir.join("c"), self.containers_dir()] {
-            unknown.extend(unknown_dirs(&dir, &known));
+            unknown.extend(unknown_subdirs(&dir, &known));
         }
         for id in unknown {
             // Its cgroup lies under the parent of one of the pods (the pod is not recorded
@@ -65,33 +65,3 @@ async fn end_processes(socket: &Path, cgroup_path: &str) {
 
 /// How long a monitor may take to record its container's exit.
 const MONITOR_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The subdirectories of `dir` whose names are not in `known`.
-fn unknown_dirs(dir: &Path, known: &HashSet<String>) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| !known.contains(name))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_directories_no_record_names_are_unknown() {
-        let root = tempfile::tempdir().unwrap();
-        for name in ["recorded", "orphan"] {
-            std::fs::create_dir(root.path().join(name)).unwrap();
-        }
-        std::fs::write(root.path().join("stray-file"), b"").unwrap();
-        let known: HashSet<String> = ["recorded"].map(String::from).into();
-        assert_eq!(unknown_dirs(root.path(), &known), vec!["orphan".to_owned()]);
-        assert!(unknown_dirs(&root.path().join("missing"), &known).is_empty());
-    }
-}

@@ -187,6 +187,23 @@ impl Runtime {
     }
 }
 
+/// The subdirectories of `dir` whose names are not in `known`: at start, what a daemon that
+/// died mid-call made and never recorded.
+fn unknown_subdirs(
+    dir: &std::path::Path,
+    known: &std::collections::HashSet<String>,
+) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !known.contains(name))
+        .collect()
+}
+
 /// capability(7) number of CAP_SYS_RESOURCE.
 const CAP_SYS_RESOURCE: u32 = 24;
 
@@ -200,4 +217,24 @@ fn has_cap_sys_resource() -> bool {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_directories_no_record_names_are_unknown() {
+        let root = tempfile::tempdir().unwrap();
+        for name in ["recorded", "orphan"] {
+            std::fs::create_dir(root.path().join(name)).unwrap();
+        }
+        std::fs::write(root.path().join("stray-file"), b"").unwrap();
+        let known: std::collections::HashSet<String> = ["recorded"].map(String::from).into();
+        assert_eq!(
+            unknown_subdirs(root.path(), &known),
+            vec!["orphan".to_owned()]
+        );
+        assert!(unknown_subdirs(&root.path().join("missing"), &known).is_empty());
+    }
 }

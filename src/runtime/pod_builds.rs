@@ -12,9 +12,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::Runtime;
 use super::pod::{PodError, kill_init, process_start_time};
 use super::pod_files::PodFiles;
+use super::{Runtime, unknown_subdirs};
 use crate::store::PodBuild;
 
 impl Runtime {
@@ -29,7 +29,11 @@ impl Runtime {
             .map(|p| p.id)
             .chain(builds.iter().map(|b| b.id.clone()))
             .collect();
-        let orphans = unknown_pod_dirs(&self.state_dir.join("pods"), &known);
+        let pods_dir = self.state_dir.join("pods");
+        let orphans: Vec<PathBuf> = unknown_subdirs(&pods_dir, &known)
+            .into_iter()
+            .map(|name| pods_dir.join(name))
+            .collect();
         if builds.is_empty() && orphans.is_empty() {
             return Ok(());
         }
@@ -74,19 +78,6 @@ impl Runtime {
     }
 }
 
-/// The pod directories no record names.
-fn unknown_pod_dirs(pods_dir: &Path, known: &HashSet<String>) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(pods_dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter(|e| !known.contains(e.file_name().to_string_lossy().as_ref()))
-        .map(|e| e.path())
-        .collect()
-}
-
 /// A build that died before its record: nothing reached CNI yet, so pod-init and the files are
 /// all there is.
 async fn undo_unrecorded_build(dir: &Path) {
@@ -110,25 +101,5 @@ async fn remove_pod_dir(dir: &Path) {
     }
     if let Err(e) = files.remove() {
         tracing::warn!(dir = %dir.display(), error = %e, "removing an unfinished pod's files");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_directories_no_record_names_are_unknown() {
-        let root = tempfile::tempdir().unwrap();
-        for name in ["recorded", "building", "orphan"] {
-            std::fs::create_dir(root.path().join(name)).unwrap();
-        }
-        std::fs::write(root.path().join("stray-file"), b"").unwrap();
-        let known: HashSet<String> = ["recorded", "building"].map(String::from).into();
-        assert_eq!(
-            unknown_pod_dirs(root.path(), &known),
-            vec![root.path().join("orphan")]
-        );
-        assert!(unknown_pod_dirs(&root.path().join("missing"), &known).is_empty());
     }
 }

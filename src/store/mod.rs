@@ -166,23 +166,35 @@ fn encode<T: serde::Serialize>(key: &str, value: &T) -> Result<Vec<u8>> {
     })
 }
 
+/// Every record of a table of JSON records.
+fn decode_all<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        out.push(decode(k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+/// One record of a table of JSON records.
+fn decode_get<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>> {
+    table.get(key)?.map(|v| decode(key, v.value())).transpose()
+}
+
 /// Getters shared by read and write transactions.
 macro_rules! getters {
     () => {
         pub fn image(&self, id: &str) -> Result<Option<ImageRecord>> {
-            let t = self.txn.open_table(IMAGES)?;
-            let v = t.get(id)?;
-            v.map(|v| decode(id, v.value())).transpose()
+            decode_get(&self.txn.open_table(IMAGES)?, id)
         }
 
         pub fn images(&self) -> Result<Vec<ImageRecord>> {
-            let t = self.txn.open_table(IMAGES)?;
-            let mut out = Vec::new();
-            for entry in t.iter()? {
-                let (k, v) = entry?;
-                out.push(decode(k.value(), v.value())?);
-            }
-            Ok(out)
+            decode_all(&self.txn.open_table(IMAGES)?)
         }
 
         /// The image id a repo tag or repo digest points to.
@@ -192,19 +204,11 @@ macro_rules! getters {
         }
 
         pub fn layer(&self, chain_id: &str) -> Result<Option<LayerRecord>> {
-            let t = self.txn.open_table(LAYERS)?;
-            let v = t.get(chain_id)?;
-            v.map(|v| decode(chain_id, v.value())).transpose()
+            decode_get(&self.txn.open_table(LAYERS)?, chain_id)
         }
 
         pub fn layers(&self) -> Result<Vec<LayerRecord>> {
-            let t = self.txn.open_table(LAYERS)?;
-            let mut out = Vec::new();
-            for entry in t.iter()? {
-                let (k, v) = entry?;
-                out.push(decode(k.value(), v.value())?);
-            }
-            Ok(out)
+            decode_all(&self.txn.open_table(LAYERS)?)
         }
 
         /// Chain ids of the layers an image or a container (whose rootfs stacks them) names:
@@ -221,45 +225,23 @@ macro_rules! getters {
         }
 
         pub fn pod(&self, id: &str) -> Result<Option<PodRecord>> {
-            let t = self.txn.open_table(PODS)?;
-            let v = t.get(id)?;
-            v.map(|v| decode(id, v.value())).transpose()
+            decode_get(&self.txn.open_table(PODS)?, id)
         }
 
         pub fn pods(&self) -> Result<Vec<PodRecord>> {
-            let t = self.txn.open_table(PODS)?;
-            let mut out = Vec::new();
-            for entry in t.iter()? {
-                let (k, v) = entry?;
-                out.push(decode(k.value(), v.value())?);
-            }
-            Ok(out)
+            decode_all(&self.txn.open_table(PODS)?)
         }
 
         pub fn pod_builds(&self) -> Result<Vec<PodBuild>> {
-            let t = self.txn.open_table(POD_BUILDS)?;
-            let mut out = Vec::new();
-            for entry in t.iter()? {
-                let (k, v) = entry?;
-                out.push(decode(k.value(), v.value())?);
-            }
-            Ok(out)
+            decode_all(&self.txn.open_table(POD_BUILDS)?)
         }
 
         pub fn container(&self, id: &str) -> Result<Option<ContainerRecord>> {
-            let t = self.txn.open_table(CONTAINERS)?;
-            let v = t.get(id)?;
-            v.map(|v| decode(id, v.value())).transpose()
+            decode_get(&self.txn.open_table(CONTAINERS)?, id)
         }
 
         pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
-            let t = self.txn.open_table(CONTAINERS)?;
-            let mut out = Vec::new();
-            for entry in t.iter()? {
-                let (k, v) = entry?;
-                out.push(decode(k.value(), v.value())?);
-            }
-            Ok(out)
+            decode_all(&self.txn.open_table(CONTAINERS)?)
         }
     };
 }
@@ -279,14 +261,21 @@ pub struct WriteTxn<'a> {
 impl WriteTxn<'_> {
     getters!();
 
+    /// Inserts or replaces the JSON record under `key`.
+    fn put<T: serde::Serialize>(
+        &mut self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
+        let bytes = encode(key, value)?;
+        self.txn.open_table(table)?.insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+
     /// Inserts or replaces an image record. Names are maintained separately ([`Self::set_name`]).
     pub fn put_image(&mut self, image: &ImageRecord) -> Result<()> {
-        let key = image.id.to_string();
-        let bytes = encode(&key, image)?;
-        self.txn
-            .open_table(IMAGES)?
-            .insert(key.as_str(), bytes.as_slice())?;
-        Ok(())
+        self.put(IMAGES, &image.id.to_string(), image)
     }
 
     pub fn delete_image(&mut self, id: &str) -> Result<()> {
@@ -305,12 +294,7 @@ impl WriteTxn<'_> {
     }
 
     pub fn put_layer(&mut self, layer: &LayerRecord) -> Result<()> {
-        let key = layer.chain_id.to_string();
-        let bytes = encode(&key, layer)?;
-        self.txn
-            .open_table(LAYERS)?
-            .insert(key.as_str(), bytes.as_slice())?;
-        Ok(())
+        self.put(LAYERS, &layer.chain_id.to_string(), layer)
     }
 
     pub fn delete_layer(&mut self, chain_id: &str) -> Result<()> {
@@ -319,11 +303,7 @@ impl WriteTxn<'_> {
     }
 
     pub fn put_pod(&mut self, pod: &PodRecord) -> Result<()> {
-        let bytes = encode(&pod.id, pod)?;
-        self.txn
-            .open_table(PODS)?
-            .insert(pod.id.as_str(), bytes.as_slice())?;
-        Ok(())
+        self.put(PODS, &pod.id, pod)
     }
 
     pub fn delete_pod(&mut self, id: &str) -> Result<()> {
@@ -332,11 +312,7 @@ impl WriteTxn<'_> {
     }
 
     pub fn put_pod_build(&mut self, build: &PodBuild) -> Result<()> {
-        let bytes = encode(&build.id, build)?;
-        self.txn
-            .open_table(POD_BUILDS)?
-            .insert(build.id.as_str(), bytes.as_slice())?;
-        Ok(())
+        self.put(POD_BUILDS, &build.id, build)
     }
 
     pub fn delete_pod_build(&mut self, id: &str) -> Result<()> {
@@ -345,11 +321,7 @@ impl WriteTxn<'_> {
     }
 
     pub fn put_container(&mut self, container: &ContainerRecord) -> Result<()> {
-        let bytes = encode(&container.id, container)?;
-        self.txn
-            .open_table(CONTAINERS)?
-            .insert(container.id.as_str(), bytes.as_slice())?;
-        Ok(())
+        self.put(CONTAINERS, &container.id, container)
     }
 
     pub fn delete_container(&mut self, id: &str) -> Result<()> {

@@ -56,9 +56,6 @@ enum Command {
         /// JSON config file, or `-` for stdin.
         #[arg(long)]
         config: PathBuf,
-        /// The pod's state directory; only names the process (see podinit::spawn).
-        #[arg(long)]
-        pod_dir: Option<PathBuf>,
     },
 }
 
@@ -92,7 +89,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         // Single-threaded helpers: they fork, so they run before any runtime exists.
-        Command::PodInit { config, .. } => strata::podinit::pod_init_main(&config),
+        Command::PodInit { config } => strata::podinit::pod_init_main(&config),
         Command::Exec { config } => strata::launcher::exec_main(&config),
         Command::MntnsTemplate { pin, keep } => strata::launcher::mntns_template_main(&pin, &keep),
         Command::Version => {

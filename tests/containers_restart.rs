@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use strata::cri::v1 as cri;
-use support::cri::{Env, LogLine, Pod, cgroup_dirs, stream};
+use support::cri::{Env, LogLine, Pod, cgroup_dirs, eventually, stream};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -245,12 +245,12 @@ async fn a_container_the_daemon_did_not_record_is_discarded_on_restart() {
     );
     let cgroups = cgroup_dirs(&cgroup_path);
     assert!(cgroups.is_empty(), "{cgroups:?}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !processes_naming(&monitor_config).is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        processes_naming(&monitor_config).is_empty(),
+        eventually(Duration::from_secs(10), || processes_naming(
+            &monitor_config
+        )
+        .is_empty())
+        .await,
         "monitor still runs"
     );
     // kubelet creates the container again, under the same name, and it runs.

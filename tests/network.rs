@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use strata::cri::v1 as cri;
-use support::cri::{Env, Pod, tail, unique};
+use support::cri::{Env, Pod, eventually, tail, unique};
 
 /// Where Debian's containernetworking-plugins puts the plugins.
 const PLUGINS: &str = "/usr/lib/cni";
@@ -762,18 +762,6 @@ fn pod_dirs(env: &Env) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Waits until `done` holds (up to 30 s); returns whether it did.
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !done() {
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    true
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_pod_sandbox_cut_short_by_a_crash_is_undone_on_restart() {
     let net = TestNet::new(8, false);
@@ -798,7 +786,7 @@ async fn a_run_pod_sandbox_cut_short_by_a_crash_is_undone_on_restart() {
     };
     let pending = tokio::spawn(async move { rt.run_pod_sandbox(request).await });
     assert!(
-        eventually(|| marker.exists()).await,
+        eventually(Duration::from_secs(30), || marker.exists()).await,
         "ADD never reached the last plugin:\n{}",
         tail(&env.daemon.log())
     );
@@ -823,7 +811,7 @@ async fn a_run_pod_sandbox_cut_short_by_a_crash_is_undone_on_restart() {
     net.write_conf(&original);
     env.daemon.restart();
 
-    let undone = eventually(|| {
+    let undone = eventually(Duration::from_secs(30), || {
         net.allocated().is_empty()
             && pod_dirs(&env).is_empty()
             && env.daemon.log().contains("undid a RunPodSandbox")
@@ -840,7 +828,10 @@ async fn a_run_pod_sandbox_cut_short_by_a_crash_is_undone_on_restart() {
     assert!(log.contains("undid a RunPodSandbox"), "{}", tail(&log));
     assert!(mounted_below(&dir).is_empty(), "{:?}", mounted_below(&dir));
     assert!(
-        eventually(|| strata::podinit::find_by_pod_dir(&dir).is_empty()).await,
+        eventually(Duration::from_secs(30), || {
+            strata::podinit::find_by_pod_dir(&dir).is_empty()
+        })
+        .await,
         "pod-init {init:?} still runs"
     );
     assert_no_pods(&env).await;
@@ -886,8 +877,10 @@ async fn a_pod_directory_no_record_names_is_removed_with_its_pod_init_on_restart
     assert!(strata::podinit::find_by_pod_dir(&dir).contains(&pid));
 
     env.daemon.restart();
-    let gone =
-        eventually(|| !dir.exists() && env.daemon.log().contains("removed a pod directory")).await;
+    let gone = eventually(Duration::from_secs(30), || {
+        !dir.exists() && env.daemon.log().contains("removed a pod directory")
+    })
+    .await;
     if !gone {
         let _ = strata::network::netns::unpin(&pin);
     }
@@ -895,7 +888,10 @@ async fn a_pod_directory_no_record_names_is_removed_with_its_pod_init_on_restart
     assert!(gone, "{} left\n{}", dir.display(), tail(&log));
     assert!(mounted_below(&dir).is_empty(), "{:?}", mounted_below(&dir));
     assert!(
-        eventually(|| strata::podinit::find_by_pod_dir(&dir).is_empty()).await,
+        eventually(Duration::from_secs(30), || {
+            strata::podinit::find_by_pod_dir(&dir).is_empty()
+        })
+        .await,
         "pod-init {pid} still runs"
     );
     assert!(log.contains("removed a pod directory"), "{}", tail(&log));
@@ -927,7 +923,10 @@ async fn a_failed_add_whose_del_fails_too_is_undone_at_the_next_start() {
     std::fs::remove_file(&refuse).unwrap();
     env.daemon.restart();
     // The warning comes last, once the record is gone too.
-    let undone = eventually(|| env.daemon.log().contains("undid a RunPodSandbox")).await;
+    let undone = eventually(Duration::from_secs(30), || {
+        env.daemon.log().contains("undid a RunPodSandbox")
+    })
+    .await;
     let log = env.daemon.log();
     assert!(undone, "{}", tail(&log));
     assert!(

@@ -18,12 +18,11 @@ fn main() {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     match args.as_slice() {
         [flag, path] if flag == "--config" => strata::monitor::monitor_main(&PathBuf::from(path)),
-        [sub, flag, path] if sub == "pod-init" && flag == "--config" => {
-            strata::podinit::pod_init_main(&PathBuf::from(path))
-        }
-        // `--pod-dir` only names the pod in the process list (see podinit::spawn).
-        [sub, flag, path, tag, _]
-            if sub == "pod-init" && flag == "--config" && tag == "--pod-dir" =>
+        // `--pod-dir DIR` only names the pod in the process list (see podinit::spawn).
+        [sub, flag, path, rest @ ..]
+            if sub == "pod-init"
+                && flag == "--config"
+                && (rest.is_empty() || (rest.len() == 2 && rest[0] == "--pod-dir")) =>
         {
             strata::podinit::pod_init_main(&PathBuf::from(path))
         }

@@ -175,23 +175,19 @@ impl Network {
         })
     }
 
-    /// CNI ADD of a prepared [`Self::attachment`]; returns it with the result. On failure
-    /// everything ADD may have made is deleted again (DEL) before the error returns.
+    /// CNI ADD of a prepared [`Self::attachment`]; returns it with the result. After a failure
+    /// the caller runs [`Self::del`] with the same attachment: it is the one that keeps a
+    /// record to retry DEL from when that fails too.
     pub async fn add(&self, mut attachment: Attachment) -> Result<Attachment, NetworkError> {
         let mut prev = Value::Null;
         for plugin in &attachment.plugins {
-            match self.run(&attachment, plugin, "ADD", &prev).await {
-                Ok(result) => prev = result,
-                Err(message) => {
-                    if let Err(cleanup) = self.del(&attachment).await {
-                        tracing::warn!(pod = %attachment.container_id, error = %cleanup, "cleaning up after a failed CNI ADD");
-                    }
-                    return Err(NetworkError::Plugin {
-                        network: attachment.network.clone(),
-                        message,
-                    });
-                }
-            }
+            prev = self
+                .run(&attachment, plugin, "ADD", &prev)
+                .await
+                .map_err(|message| NetworkError::Plugin {
+                    network: attachment.network.clone(),
+                    message,
+                })?;
         }
         attachment.result = prev;
         Ok(attachment)

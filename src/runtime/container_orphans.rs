@@ -4,7 +4,7 @@
 //! init waiting for StartContainer) before it writes the container's record. A daemon killed in
 //! between leaves all of that behind, for a container kubelet never got an id for and would
 //! create again. On start, before serving, the daemon discards every container directory no
-//! record names: the processes in its cgroup (the monitor exits with its init), the cgroup, the
+//! record names: its init (through the monitor, which then exits), the rest of its cgroup, the
 //! image volumes mounted for it, and the files.
 
 use std::collections::{BTreeSet, HashSet};
@@ -35,7 +35,7 @@ impl Runtime {
                 })
                 .unwrap_or_default();
             let paths = self.paths(&id);
-            end_processes(&paths.socket(), &cgroup_path).await;
+            stop_monitor(&paths.socket()).await;
             self.discard(&paths, &cgroup_path);
             tracing::warn!(
                 container = %id,
@@ -47,15 +47,12 @@ impl Runtime {
     }
 }
 
-/// Kills the container's init (through its monitor, and every process of its cgroup), then
-/// waits for the monitor to have written its exit file and gone: it writes into the directory
-/// about to be removed.
-async fn end_processes(socket: &Path, cgroup_path: &str) {
+/// Kills the container's init through its monitor, then waits for the monitor to have written
+/// its exit file and gone: it writes into the directory about to be removed. (`discard` kills
+/// whatever else is left in the cgroup.)
+async fn stop_monitor(socket: &Path) {
     // A stale socket (its monitor died too) refuses the signal: then there is nothing to wait for.
     let monitor_alive = socket.exists() && send_stop_signal(socket, libc::SIGKILL).await.is_ok();
-    if let Ok(cg) = Cgroup::open(cgroup_path) {
-        let _ = cg.kill_all();
-    }
     // The monitor unlinks its socket once the exit file is written.
     let deadline = std::time::Instant::now() + MONITOR_EXIT_WAIT;
     while monitor_alive && socket.exists() && std::time::Instant::now() < deadline {

@@ -184,8 +184,9 @@ impl Runtime {
         // What exists so far, for the cleanup of a failed build.
         let mut init: Option<(i32, u64)> = None;
         let mut attachment: Option<crate::network::Attachment> = None;
-        // Set once the PodBuild record is written: what ADD runs with.
-        let mut building: Option<Option<crate::network::Attachment>> = None;
+        // What ADD runs with, and whether the PodBuild record naming it is written.
+        let mut planned: Option<crate::network::Attachment> = None;
+        let mut build_recorded = false;
         let result = async {
             let userns = crate::spec::pod_userns_maps(&config)
                 .map_err(|e| PodError::InvalidArgument(e.to_string()))?;
@@ -224,7 +225,6 @@ impl Runtime {
             init = Some((pid, start_time));
             let mut netns_path = String::new();
             let mut ips = Vec::new();
-            let mut prepared = None;
             if !ns.host_network {
                 let pin = files.netns();
                 crate::network::netns::pin(pid, &pin).map_err(|source| PodError::Netns {
@@ -232,7 +232,7 @@ impl Runtime {
                     source,
                 })?;
                 netns_path = pin.display().to_string();
-                prepared = Some(
+                planned = Some(
                     self.network
                         .attachment(&id, &pin, &config)
                         .map_err(|source| PodError::Network {
@@ -246,16 +246,14 @@ impl Runtime {
             self.store.write(|t| {
                 t.put_pod_build(&PodBuild {
                     id: id.clone(),
-                    init_pid: pid,
-                    init_start_time: start_time,
-                    network: prepared.clone(),
+                    network: planned.clone(),
                 })
             })?;
-            building = Some(prepared.clone());
-            if let Some(prepared) = prepared {
+            build_recorded = true;
+            if let Some(planned) = planned.clone() {
                 let added =
                     self.network
-                        .add(prepared)
+                        .add(planned)
                         .await
                         .map_err(|source| PodError::Network {
                             id: id.clone(),
@@ -294,11 +292,12 @@ impl Runtime {
         .await;
         if let Err(e) = result {
             // Leave nothing behind: the network, pod-init (and with it the namespaces), files.
-            // DEL runs even after a failed ADD (which tried one already): if it fails, the
-            // PodBuild record stays, and the next start tries again.
-            let planned = building.as_ref().and_then(Option::as_ref);
+            // DEL also undoes a failed ADD; if DEL fails, the PodBuild record stays and the
+            // next start tries again.
             let mut network_left = false;
-            if let Some(a) = attachment.as_ref().or(planned)
+            let added_or_planned = attachment.as_ref().or(planned.as_ref());
+            if build_recorded
+                && let Some(a) = added_or_planned
                 && let Err(del) = self.network.del(a).await
             {
                 tracing::warn!(pod = %id, error = %del, "CNI DEL after a failed RunPodSandbox; retried at the next start");
@@ -309,7 +308,7 @@ impl Runtime {
             }
             let _ = crate::network::netns::unpin(&files.netns());
             let _ = files.remove();
-            if building.is_some()
+            if build_recorded
                 && !network_left
                 && let Err(forget) = self.store.write(|t| t.delete_pod_build(&id))
             {

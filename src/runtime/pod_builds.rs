@@ -6,7 +6,8 @@
 //! in host-local, a veth, a process and a mount, none of which anything would free again.
 //! On start the daemon undoes each such build: from its `PodBuild` record (CNI DEL with what ADD
 //! ran with, then pod-init and the files), or, for a crash before that record was written, from
-//! the pod directory no record names (pod-init found by the directory on its command line).
+//! the pod directory no record names. Either way pod-init is found by the directory it names on
+//! its command line.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -62,9 +63,7 @@ impl Runtime {
             },
             None => true,
         };
-        kill_init(build.init_pid, build.init_start_time).await;
-        let dir = self.pod_dir(id);
-        remove_pod_dir(&dir).await;
+        remove_pod_dir(&self.pod_dir(id)).await;
         if !deleted {
             return;
         }

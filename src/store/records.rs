@@ -90,16 +90,12 @@ pub struct PodRecord {
     pub network: Option<crate::network::Attachment>,
 }
 
-/// What a RunPodSandbox still in progress has made, written before CNI ADD: after a crash it
-/// says what to undo (DEL, pod-init, the pod's files) of a pod kubelet never heard of.
+/// A RunPodSandbox still in progress, written before CNI ADD: after a crash it says what to
+/// undo of a pod kubelet never heard of. pod-init needs no pid here: it names the pod's
+/// directory on its command line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PodBuild {
     pub id: String,
-    /// pod-init (0 until it runs) and its start time.
-    #[serde(default)]
-    pub init_pid: i32,
-    #[serde(default)]
-    pub init_start_time: u64,
     /// The attachment ADD is about to make (no result yet): enough for DEL.
     #[serde(default)]
     pub network: Option<crate::network::Attachment>,

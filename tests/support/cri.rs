@@ -424,6 +424,18 @@ pub fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
+/// Waits until `done` holds, for up to `timeout`; returns whether it did.
+pub async fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
 /// The cgroup directories of `cgroup_path` (relative to the hierarchy roots) that exist, in
 /// every mounted hierarchy (v1 controllers and the v2 `unified` one).
 pub fn cgroup_dirs(cgroup_path: &str) -> Vec<PathBuf> {
